@@ -1,0 +1,170 @@
+"""Keras-style callbacks of the BYOL loop: the EMA target update, encoder export, and logging.
+
+The loop in `byol_tf.train` calls the standard `keras.callbacks.Callback` hooks with the
+global step as `batch`. `TargetEMA` either updates the target after every step call
+(`on_train_batch_end`), or, when several steps run inside one `tf.function` call, hands its
+`update` to the compiled step so the EMA still follows every optimizer step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from byol_tf.export import export_encoder
+from byol_tf.models import target_pairs
+from byol_tf.schedules import target_tau
+
+
+class TargetEMA(keras.callbacks.Callback):
+    """xi <- tau * xi + (1 - tau) * theta over the trainable encoder+projector weights.
+
+    tau follows the cosine schedule from `tau_base` to 1 over `total_steps`. BatchNorm moving
+    statistics are not averaged: the target's come from its own training-mode forward passes,
+    as in DeepMind's reference code.
+    """
+
+    def __init__(
+        self,
+        online: keras.Model,
+        target: keras.Model,
+        strategy: tf.distribute.Strategy,
+        tau_base: float,
+        total_steps: int,
+        in_step: bool = False,
+    ):
+        super().__init__()
+        self.pairs = target_pairs(online, target)
+        self.strategy = strategy
+        self.tau_base = float(tau_base)
+        self.total_steps = int(total_steps)
+        # True: the train function calls `update` itself after each step it runs.
+        self.in_step = in_step
+        self._compiled = tf.function(self.update)
+
+    def update(self, step: tf.Tensor) -> None:
+        """Moves the target one EMA step with tau(step); callable in cross-replica context."""
+        tau = target_tau(step, self.tau_base, self.total_steps)
+
+        def ema(target_var, online_value):
+            # Each device blends its own copies: no cross-device traffic, and the result is
+            # the same on every replica because the online weights are already in sync.
+            return target_var.assign(tau * target_var + (1.0 - tau) * online_value)
+
+        for online_var, target_var in self.pairs:
+            self.strategy.extended.update(
+                target_var.value, ema, args=(online_var.value,), group=False
+            )
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # `batch` is the global step after the optimizer update; tau uses the step before it.
+        if not self.in_step:
+            self._compiled(tf.constant(batch - 1, tf.int64))
+
+
+class EncoderExport(keras.callbacks.Callback):
+    """Exports the online encoder every `every_epochs` epochs and at the end of training."""
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        export_dir: str,
+        image_size: int,
+        every_epochs: int,
+        enabled: bool = True,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.export_dir = export_dir
+        self.image_size = image_size
+        self.every_epochs = every_epochs
+        self.enabled = enabled
+        self.last_export: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.enabled and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
+            path = os.path.join(self.export_dir, f"encoder_epoch{epoch + 1:04d}")
+            self.last_export = export_encoder(self.encoder, path, self.image_size)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.enabled:
+            path = os.path.join(self.export_dir, "encoder")
+            self.last_export = export_encoder(self.encoder, path, self.image_size)
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Progress bar, TensorBoard scalars and `metrics.jsonl`, one record per log step."""
+
+    def __init__(
+        self,
+        workdir: str,
+        total_steps: int,
+        steps_per_epoch: int,
+        global_batch: int,
+        start_step: int = 0,
+        enabled: bool = True,
+        progress_bar: bool = True,
+    ):
+        super().__init__()
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.global_batch = global_batch
+        self.enabled = enabled
+        self.records: list[dict] = []
+        self._last_time = time.perf_counter()
+        self._last_step = start_step
+        self.images_per_s = float("nan")
+        if enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+            self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            self._bar = (
+                keras.utils.Progbar(
+                    total_steps,
+                    stateful_metrics=["epoch", "loss", "lr", "tau", "collapse_std", "img/s"],
+                )
+                if progress_bar
+                else None
+            )
+            if self._bar is not None and start_step:
+                self._bar.update(start_step)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not logs:
+            return
+        # Measured over the interval since the previous log step, so it reflects steady state
+        # rather than the duration of a single call.
+        now = time.perf_counter()
+        if batch > self._last_step:
+            elapsed = max(now - self._last_time, 1e-9)
+            self.images_per_s = (batch - self._last_step) * self.global_batch / elapsed
+        self._last_time, self._last_step = now, batch
+        if not self.enabled:
+            return
+        record = {
+            "step": int(batch),
+            "epoch": batch / self.steps_per_epoch,
+            "images_per_s": self.images_per_s,
+        }
+        record.update({k: float(v) for k, v in logs.items()})
+        self.records.append(record)
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        with self._writer.as_default(step=batch):
+            for key, value in record.items():
+                if key != "step" and math.isfinite(value):
+                    tf.summary.scalar(key, value)
+        if self._bar is not None:
+            shown = [("epoch", record["epoch"]), ("img/s", self.images_per_s)]
+            shown += [(k, record[k]) for k in ("loss", "lr", "tau", "collapse_std") if k in record]
+            self._bar.update(batch, values=shown)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._writer.flush()

@@ -1,0 +1,201 @@
+"""The config schema: every field byol-tf reads, with the paper's values as defaults.
+
+`base_config()` returns the full `ConfigDict` that each file in `configs/` starts from and
+overrides. Defaults follow Grill et al. (2020) and DeepMind's reference code (see
+docs in README). Durations are written in epochs; `derive_steps` is the one place that turns
+them into steps. `validate` rejects bad values with an error that names the field.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
+ENCODER_NORMS = ("batch", "sync_batch", "group_ws")
+HEAD_NORMS = ("batch", "layer", "none")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "bfloat16", "float16")
+OPTIMIZERS = ("lars", "sgd")
+
+
+def view_config(blur_p: float, solarize_p: float) -> ml_collections.ConfigDict:
+    """One view's augmentation distribution (the paper's T with blur/solarize as given)."""
+    return ml_collections.ConfigDict(
+        dict(
+            crop_p=1.0,
+            crop_area=(0.08, 1.0),
+            crop_aspect_ratio=(3 / 4, 4 / 3),
+            flip_p=0.5,
+            jitter_p=0.8,
+            brightness=0.4,
+            contrast=0.4,
+            saturation=0.2,
+            hue=0.1,
+            grayscale_p=0.2,
+            blur_p=blur_p,
+            blur_sigma=(0.1, 2.0),
+            # Kernel side as a fraction of the image side (10% in the paper).
+            blur_kernel_fraction=0.1,
+            solarize_p=solarize_p,
+            solarize_threshold=0.5,
+        )
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    # Source strings: `synthetic[:split]`, `tfds:<name>:<split>`, `folder:<path>`.
+    c.data.train = "synthetic:train"
+    c.data.image_size = 32
+    c.data.global_batch_size = 256
+    c.data.data_dir = ""  # TFDS data_dir; empty means TFDS's default.
+    c.data.shuffle_buffer = 10_000  # Only for TFDS sources, which have no random access.
+    c.data.cache = False  # Cache decoded images in memory (small datasets only).
+    c.data.validate_images = True  # Pre-scan image folders; corrupt files are skipped and counted.
+    c.data.deterministic = True
+    c.data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE.
+    c.data.prefetch = -1
+    # Per-channel statistics used by the model's input normalisation (ImageNet by default).
+    c.data.mean = (0.485, 0.456, 0.406)
+    c.data.std = (0.229, 0.224, 0.225)
+    c.data.synthetic = ml_collections.ConfigDict(
+        dict(num_train=4096, num_test=1024, image_size=32, num_classes=8, seed=1234)
+    )
+
+    c.augment = ml_collections.ConfigDict()
+    # False: tf.data runs every op. True: tf.data only decodes and crops; the colour, blur and
+    # solarize ops run batched inside the replicated train step (on the accelerator).
+    c.augment.on_device = False
+    c.augment.view1 = view_config(blur_p=1.0, solarize_p=0.0)
+    c.augment.view2 = view_config(blur_p=0.1, solarize_p=0.2)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = "resnet50"
+    c.model.width_multiplier = 1
+    c.model.base_width = 64  # Channels of the first stage at 1x; the standard ResNet is 64.
+    c.model.stem = "imagenet"  # or "cifar"
+    c.model.norm = "batch"  # one of ENCODER_NORMS
+    c.model.bn_momentum = 0.9
+    c.model.bn_epsilon = 1e-5
+    c.model.gn_groups = 32
+    c.model.zero_init_residual = False
+    c.model.projector = ml_collections.ConfigDict(
+        dict(hidden_dim=4096, output_dim=256, norm="batch")
+    )
+    c.model.predictor = ml_collections.ConfigDict(
+        dict(hidden_dim=4096, output_dim=256, norm="batch")
+    )
+    # False: each view is its own batch, so BatchNorm statistics are per view (reference code).
+    c.model.concat_views = False
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "lars"
+    c.optimizer.base_lr = 0.2  # lr = base_lr * global_batch_size / 256
+    c.optimizer.weight_decay = 1.5e-6
+    c.optimizer.momentum = 0.9
+    c.optimizer.trust_coefficient = 1e-3
+    c.optimizer.nesterov = False
+    # Variables whose path matches any of these regexes skip weight decay and the trust ratio.
+    # Matched with re.search on `variable.path` (Keras 3's `variable.name` is only the last part).
+    c.optimizer.exclude_patterns = (r"(^|/)bias$", r"(^|/)beta$", r"(^|/)gamma$")
+
+    c.schedule = ml_collections.ConfigDict()
+    c.schedule.epochs = 1000
+    c.schedule.warmup_epochs = 10
+    c.schedule.total_steps = -1  # Overrides epochs when > 0 (tests, benchmarks).
+
+    c.ema = ml_collections.ConfigDict()
+    c.ema.tau_base = 0.996
+
+    c.train = ml_collections.ConfigDict()
+    c.train.strategy = "default"
+    c.train.tpu_address = ""
+    c.train.steps_per_call = 1
+    c.train.precision = "float32"
+    c.train.jit_compile = False
+    c.train.log_every_steps = 10
+    c.train.deterministic_ops = False
+    c.train.progress_bar = True
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 500
+    c.checkpoint.max_to_keep = 3
+
+    c.export = ml_collections.ConfigDict()
+    c.export.every_epochs = 0  # 0: only at the end of training.
+
+    c.eval = ml_collections.ConfigDict()
+    # A labelled pair for the end-of-run kNN check; empty strings disable it.
+    c.eval.knn_train = ""
+    c.eval.knn_test = ""
+    c.eval.knn_k = 20
+    c.eval.knn_temperature = 0.1
+    c.eval.batch_size = 256
+    return c
+
+
+def derive_steps(config: ml_collections.ConfigDict, num_examples: int) -> dict[str, int]:
+    """Turns the epoch-based schedule into step counts for a dataset of `num_examples`."""
+    batch = config.data.global_batch_size
+    steps_per_epoch = num_examples // batch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"data.global_batch_size={batch} is larger than the dataset ({num_examples} examples);"
+            " lower the batch size."
+        )
+    if config.schedule.total_steps > 0:
+        total = int(config.schedule.total_steps)
+    else:
+        total = int(round(config.schedule.epochs * steps_per_epoch))
+    warmup = int(round(config.schedule.warmup_epochs * steps_per_epoch))
+    return dict(
+        steps_per_epoch=steps_per_epoch, total_steps=max(total, 1), warmup_steps=min(warmup, total)
+    )
+
+
+def _check_choice(value: str, choices: tuple[str, ...], field: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not one of {', '.join(choices)}.")
+
+
+def _check_probability(value: float, field: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{field}={value} must be a probability in [0, 1].")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first field whose value cannot work."""
+    _check_choice(config.model.norm, ENCODER_NORMS, "model.norm")
+    _check_choice(config.model.projector.norm, HEAD_NORMS, "model.projector.norm")
+    _check_choice(config.model.predictor.norm, HEAD_NORMS, "model.predictor.norm")
+    _check_choice(config.model.stem, ("imagenet", "cifar"), "model.stem")
+    _check_choice(config.train.strategy, STRATEGIES, "train.strategy")
+    _check_choice(config.train.precision, PRECISIONS, "train.precision")
+    _check_choice(config.optimizer.name, OPTIMIZERS, "optimizer.name")
+    if config.data.global_batch_size < 1:
+        raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
+    if config.train.steps_per_call < 1:
+        raise ValueError(f"train.steps_per_call={config.train.steps_per_call} must be >= 1.")
+    if not 0.0 <= config.ema.tau_base <= 1.0:
+        raise ValueError(f"ema.tau_base={config.ema.tau_base} must be in [0, 1].")
+    for view in ("view1", "view2"):
+        v = config.augment[view]
+        for name in ("crop_p", "flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            _check_probability(v[name], f"augment.{view}.{name}")
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Loads `configs/<name>.py[:arg]` as the command-line tools do, for use from Python."""
+    import importlib.util
+    import os
+
+    file, _, arg = path.partition(":")
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"Config file {file!r} does not exist.")
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(file))[0], file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()

@@ -1,0 +1,22 @@
+"""Data: named sources, the embedded synthetic shapes dataset, and the input pipelines."""
+
+from byol_tf.data.pipeline import (
+    batch_augment_seed,
+    crop_seed,
+    eval_dataset,
+    pretrain_dataset,
+    steps_per_epoch,
+)
+from byol_tf.data.sources import Source, load_source
+from byol_tf.data.synthetic import make_synthetic
+
+__all__ = [
+    "Source",
+    "batch_augment_seed",
+    "crop_seed",
+    "eval_dataset",
+    "load_source",
+    "make_synthetic",
+    "pretrain_dataset",
+    "steps_per_epoch",
+]

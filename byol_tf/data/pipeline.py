@@ -1,0 +1,210 @@
+"""The input pipelines: pretraining batches of two views, and plain evaluation batches.
+
+`pretrain_dataset` is infinite over epochs and a pure function of (config.seed, step):
+
+- per example, tf.data decodes the image and takes each view's random resized crop, seeded
+  by (seed, epoch, example index, view), so a crop does not depend on how the data is sharded;
+- examples are batched to the per-replica batch with static shapes (TPUs need them);
+- per batch, the rest of T and T' (flip, colour, grayscale, blur, solarize) runs seeded by
+  (seed, global step, global replica id, view), unless `augment.on_device` moves that part into
+  the train step, which uses the same seeds (`batch_augment_seed`).
+
+With the epoch layout of `sources.py`, R workers with one replica each therefore produce the
+same per-replica batches, bit for bit, as one process with R replicas, and a run resumed at
+step s produces the batches an uninterrupted run would have produced from step s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import tensorflow as tf
+
+from byol_tf import augment
+from byol_tf.config import derive_steps
+from byol_tf.data.sources import Source
+
+VIEWS = ("view1", "view2")
+_NO_END = 2**62  # epochs: the pretraining dataset never ends; the train loop stops it
+
+
+def _autotune(value: int) -> int:
+    return tf.data.AUTOTUNE if value < 0 else value
+
+
+def _fold(seed: tf.Tensor, *values) -> tf.Tensor:
+    for value in values:
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
+    return seed
+
+
+def crop_seed(seed: int, epoch, index, view_index: int) -> tf.Tensor:
+    """[2] int64 seed of one example's crop for one view (0 = view1, 1 = view2)."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return _fold(base, index, view_index)
+
+
+def batch_augment_seed(seed: int, step, replica, view_index: int) -> tf.Tensor:
+    """[2] int64 seed of the post-crop ops of one replica's batch at one global step.
+
+    The same value whether tf.data (augment.on_device=False) or the train step computes it,
+    so moving the ops onto the device does not change the views.
+    """
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    return _fold(base, replica, 1000 + view_index)
+
+
+def steps_per_epoch(source: Source, config: ml_collections.ConfigDict) -> int:
+    """Whole global batches per epoch; the last partial batch of each epoch is not used."""
+    return derive_steps(config, source.num_examples)["steps_per_epoch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Who reads what: P pipelines, this is pipeline p, each serving k replicas of batch b."""
+
+    num_pipelines: int
+    pipeline_id: int
+    per_replica: int
+    replicas_per_pipeline: int
+
+    @property
+    def per_pipeline(self) -> int:
+        return self.per_replica * self.replicas_per_pipeline
+
+
+def _layout(global_batch: int, input_context: tf.distribute.InputContext | None) -> _Layout:
+    if input_context is None:
+        return _Layout(1, 0, global_batch, 1)
+    pipelines = input_context.num_input_pipelines
+    replicas = input_context.num_replicas_in_sync
+    if global_batch % replicas or replicas % pipelines:
+        raise ValueError(
+            f"data.global_batch_size={global_batch} must be divisible by the {replicas} replicas "
+            f"in sync, which must split evenly over the {pipelines} input pipelines; use a "
+            f"multiple of {replicas} for the batch size."
+        )
+    per_replica = input_context.get_per_replica_batch_size(global_batch)
+    return _Layout(pipelines, input_context.input_pipeline_id, per_replica, replicas // pipelines)
+
+
+def pretrain_dataset(
+    source: Source,
+    config: ml_collections.ConfigDict,
+    input_context: tf.distribute.InputContext | None = None,
+    start_step: int = 0,
+) -> tf.data.Dataset:
+    """The endless stream of this input pipeline's per-replica batches, from `start_step`.
+
+    Args:
+      source: from `load_source`.
+      config: reads `seed`, `data.*` and `augment.*`.
+      input_context: from `strategy.distribute_datasets_from_function`; None for one replica.
+      start_step: global step of the first batch (a restored checkpoint's step).
+
+    Returns:
+      A dataset of {"view1", "view2": float32 [b, S, S, 3] in [0, 1], "label": int64 [b]},
+      b the per-replica batch and S `data.image_size`. An input pipeline serving k replicas
+      yields their k batches of a step one after the other (tf.distribute's order).
+    """
+    layout = _layout(config.data.global_batch_size, input_context)
+    spe = steps_per_epoch(source, config)
+    first_epoch, first_skip = divmod(int(start_step), spe)
+    size = config.data.image_size
+    parallel = _autotune(config.data.num_parallel_calls)
+    deterministic = config.data.deterministic
+
+    def epoch_args(epoch):
+        skip = tf.where(epoch == first_epoch, tf.constant(first_skip, tf.int64), 0)
+        shard = (layout.pipeline_id, layout.num_pipelines, layout.per_pipeline, spe, skip)
+        return (epoch, config.seed, *shard)
+
+    # The functions given to tf.data below have no data-dependent Python control flow, so
+    # AutoGraph is skipped: converting the augmentation code only slows down building.
+    @tf.autograph.experimental.do_not_convert
+    def crop(epoch, example):
+        out = {"label": example["label"]}
+        for v, name in enumerate(VIEWS):
+            seed = crop_seed(config.seed, epoch, example["index"], v)
+            out[name] = augment.crop_view(example["image"], config.augment[name], size, seed)
+        return out
+
+    epochs = tf.data.Dataset.range(first_epoch, _NO_END)
+    if source.random_access:
+        # Only indices go through flat_map; decoding happens in one parallel map that runs
+        # across epoch boundaries without stalling.
+        @tf.autograph.experimental.do_not_convert
+        def indices(epoch):
+            idx = source.epoch_indices(*epoch_args(epoch))
+            return tf.data.Dataset.from_tensor_slices((tf.fill(tf.shape(idx), epoch), idx))
+
+        @tf.autograph.experimental.do_not_convert
+        def load_and_crop(epoch, index):
+            return crop(epoch, source.load(index))
+
+        ds = epochs.flat_map(indices).map(
+            load_and_crop, num_parallel_calls=parallel, deterministic=deterministic
+        )
+    else:
+
+        @tf.autograph.experimental.do_not_convert
+        def examples(epoch):
+            return source.epoch_examples(*epoch_args(epoch)).map(lambda ex: (epoch, ex))
+
+        ds = epochs.flat_map(examples).map(
+            crop, num_parallel_calls=parallel, deterministic=deterministic
+        )
+    # Every epoch holds whole steps, so batches never straddle an epoch.
+    ds = ds.batch(layout.per_replica, drop_remainder=True)
+
+    if not config.augment.on_device:
+        k = layout.replicas_per_pipeline
+
+        @tf.autograph.experimental.do_not_convert
+        def augment_rest(count, batch):
+            # Batches of a step come in replica order, so the count gives the global step and
+            # the global replica id: the same values whatever the topology.
+            step = start_step + count // k
+            replica = layout.pipeline_id * k + count % k
+            for v, name in enumerate(VIEWS):
+                seed = batch_augment_seed(config.seed, step, replica, v)
+                batch[name] = augment.augment_batch(batch[name], config.augment[name], seed)
+            return batch
+
+        ds = ds.enumerate().map(
+            augment_rest, num_parallel_calls=parallel, deterministic=deterministic
+        )
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(_autotune(config.data.prefetch))
+
+
+def eval_dataset(
+    source: Source,
+    config: ml_collections.ConfigDict,
+    batch_size: int,
+    image_size: int | None = None,
+) -> tf.data.Dataset:
+    """Every example once, in order: {"image": float32 [n, S, S, 3] in [0, 1], "label": [n]}.
+
+    Each image is centre-cropped to a square and resized (bilinear, antialiased) to
+    `image_size` (default `data.image_size`). The last batch may be smaller.
+    """
+    size = image_size or config.data.image_size
+
+    def prepare(example):
+        image = example["image"]
+        shape = tf.shape(image)
+        side = tf.minimum(shape[0], shape[1])
+        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+        image = image[top : top + side, left : left + side]
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        image = tf.image.resize(image, [size, size], antialias=True)
+        image = tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
+        return {"image": image, "label": example["label"]}
+
+    ds = source.ordered_examples().map(
+        prepare, num_parallel_calls=_autotune(config.data.num_parallel_calls)
+    )
+    return ds.batch(batch_size).prefetch(_autotune(config.data.prefetch))

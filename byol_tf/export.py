@@ -1,0 +1,97 @@
+"""Writes the online encoder out for downstream use: a SavedModel plus a `.keras` file.
+
+The SavedModel's `serving_default` signature takes `images`, float32 [N, H, W, 3] in [0, 1],
+and returns `representation` [N, D]. Input normalisation is inside the encoder, so users
+feed plain [0, 1] images. A second endpoint, `representation_train`, runs the encoder in
+training mode (batch statistics), which fine-tuning from the SavedModel needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+SIGNATURE_INPUT = "images"
+SIGNATURE_OUTPUT = "representation"
+
+
+def export_encoder(encoder: keras.Model, directory: str, image_size: int) -> str:
+    """Exports `encoder` to `directory` (SavedModel) and `directory + '.keras'`.
+
+    The spatial size in the signature is left open when the encoder accepts it (our ResNets
+    pool globally); otherwise it is fixed to `image_size`. Returns `directory`.
+    """
+    spatial = None if _accepts_any_size(encoder, image_size) else image_size
+    spec = tf.TensorSpec([None, spatial, spatial, 3], tf.float32, name=SIGNATURE_INPUT)
+    archive = keras.export.ExportArchive()
+    archive.track(encoder)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda images: {SIGNATURE_OUTPUT: tf.cast(encoder(images, training=False), tf.float32)},
+        input_signature=[spec],
+    )
+    archive.add_endpoint(
+        name="representation_train",
+        fn=lambda images: {SIGNATURE_OUTPUT: tf.cast(encoder(images, training=True), tf.float32)},
+        input_signature=[spec],
+    )
+    # Write next to the destination and rename, so a crash never leaves a half export in place.
+    tmp = directory.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    try:
+        encoder.save(directory.rstrip("/") + ".keras")
+    except (TypeError, ValueError, NotImplementedError) as e:  # a user model that won't serialise
+        print(f"Warning: could not write {directory}.keras ({e}); the SavedModel is complete.")
+    return directory
+
+
+def load_encoder(directory: str):
+    """Loads an exported SavedModel; call `.signatures['serving_default'](images=...)`."""
+    if not tf.saved_model.contains_saved_model(directory):
+        raise FileNotFoundError(f"No SavedModel at {directory!r}.")
+    return tf.saved_model.load(directory)
+
+
+def _accepts_any_size(encoder: keras.Model, image_size: int) -> bool:
+    try:
+        probe = tf.zeros([1, image_size + 8, image_size + 8, 3])
+        return encoder(probe, training=False).shape.rank == 2
+    except (ValueError, tf.errors.InvalidArgumentError):
+        return False
+
+
+def export_from_workdir(
+    workdir: str, output: str, checkpoint: str | None = None
+) -> tuple[str, int]:
+    """Rebuilds the run's towers from `<workdir>/config.json`, restores a checkpoint, exports.
+
+    Returns the export directory and the step of the checkpoint. Runs with a user-supplied
+    encoder cannot be rebuilt from the config; export those from Python with
+    `export_encoder(trainer.online.encoder, ...)`.
+    """
+    import json
+
+    import ml_collections
+
+    from byol_tf.checkpointing import variable_lists
+    from byol_tf.models import build_towers
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a byol-tf workdir?")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    path = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if path is None:
+        raise FileNotFoundError(f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
+    online, _ = build_towers(config)
+    # Only the online tower is needed; the target and optimizer state are skipped.
+    tf.train.Checkpoint(**variable_lists(online=online)).restore(path).expect_partial()
+    number = int(path.rsplit("-", 1)[-1]) if path.rsplit("-", 1)[-1].isdigit() else -1
+    return export_encoder(online.encoder, output, config.data.image_size), number

@@ -1,0 +1,86 @@
+"""Weighted k-nearest-neighbour classification on L2-normalised representations.
+
+The protocol of solo-learn and lightly (Wu et al. 2018): cosine similarity to every train
+example, the k most similar vote with weight exp(similarity / temperature).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def knn_predict(
+    train_features: tf.Tensor,
+    train_labels: tf.Tensor,
+    test_features: tf.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk_size: int = 1024,
+) -> tf.Tensor:
+    """Returns class scores [num_test, num_classes] from temperature-weighted kNN votes."""
+    train = tf.math.l2_normalize(tf.cast(train_features, tf.float32), axis=1)
+    labels = tf.cast(train_labels, tf.int32)
+    k = min(k, int(train.shape[0]))
+    scores = []
+    test = tf.math.l2_normalize(tf.cast(test_features, tf.float32), axis=1)
+    # Chunked so a large train set never needs a [num_test, num_train] matrix at once.
+    for start in range(0, int(test.shape[0]), chunk_size):
+        sims = tf.matmul(test[start : start + chunk_size], train, transpose_b=True)
+        top_sims, top_idx = tf.math.top_k(sims, k=k)
+        weights = tf.exp(top_sims / temperature)
+        votes = tf.one_hot(tf.gather(labels, top_idx), num_classes) * weights[..., None]
+        scores.append(tf.reduce_sum(votes, axis=1))
+    return tf.concat(scores, axis=0)
+
+
+def knn_accuracy(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (fractions in [0, 1]) of the weighted kNN classifier."""
+    scores = knn_predict(
+        train_features, train_labels, test_features, num_classes, k=k, temperature=temperature
+    )
+    labels = np.asarray(test_labels).astype(np.int64)
+    ranked = np.argsort(-scores.numpy(), axis=1, kind="stable")
+    top1 = float(np.mean(ranked[:, 0] == labels))
+    top5 = float(np.mean(np.any(ranked[:, : min(5, num_classes)] == labels[:, None], axis=1)))
+    return {"top1": top1, "top5": top5}
+
+
+def extract_features(encoder, source, config) -> tuple[np.ndarray, np.ndarray]:
+    """Representations (inference mode: BatchNorm uses moving statistics) and labels of a source."""
+    from byol_tf import data as data_lib  # local: data imports augment, which is heavier
+
+    if source.num_classes is None:
+        raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
+    dataset = data_lib.eval_dataset(source, config, config.eval.batch_size, config.data.image_size)
+    forward = tf.function(lambda images: tf.cast(encoder(images, training=False), tf.float32))
+    features, labels = [], []
+    for batch in dataset:
+        features.append(forward(batch["image"]).numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def evaluate_knn(encoder, train_source, test_source, config) -> dict[str, float]:
+    """kNN accuracy of `encoder` with the train source as memory bank, on the test source."""
+    train_x, train_y = extract_features(encoder, train_source, config)
+    test_x, test_y = extract_features(encoder, test_source, config)
+    num_classes = max(train_source.num_classes, test_source.num_classes)
+    return knn_accuracy(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes,
+        k=config.eval.knn_k,
+        temperature=config.eval.knn_temperature,
+    )

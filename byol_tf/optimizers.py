@@ -1,0 +1,210 @@
+"""LARS (You et al. 2017) as used by BYOL, the variable-exclusion helper, and the factory.
+
+The update follows DeepMind's BYOL (`byol/utils/optimizers.py`): for a variable that is not
+excluded, L2 weight decay is added to the gradient, the sum is rescaled by the trust ratio
+`trust_coefficient * ||param|| / ||grad + decay * param||` (1 when either norm is 0), and the
+result goes through heavy-ball momentum, `v = momentum * v + g`, `param -= lr * v`. Biases and
+normalisation parameters (matched by regex on `variable.path`) skip both the decay and the
+trust ratio, so they follow plain momentum SGD.
+
+Differences from the reference: one exclusion list serves both the decay and the trust ratio
+(the reference has two filters, set to the same one in BYOL), and Nesterov momentum is an
+option (off by default; the reference has none).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import keras
+import ml_collections
+import tensorflow as tf
+from absl import logging
+
+from byol_tf.config import OPTIMIZERS
+
+# Keras 3 names: Dense/Conv `bias`, Batch/Layer/GroupNormalization `gamma` and `beta`. Anchored
+# to a path component so that, e.g., a layer called `bias_net` with a `kernel` is not caught.
+DEFAULT_EXCLUDE_PATTERNS = (r"(^|/)bias$", r"(^|/)beta$", r"(^|/)gamma$")
+
+
+def is_excluded(path: str, patterns: Iterable[str | re.Pattern]) -> bool:
+    """True if any regex in `patterns` matches somewhere in `path` (re.search)."""
+    return any(re.search(pattern, path) for pattern in patterns)
+
+
+def _variable_path(variable) -> str:
+    # Keras 3 variables carry the full `path` ("model/dense/bias"); `name` is only "bias".
+    # Plain tf.Variables have no path, so fall back to their (scoped) name.
+    return getattr(variable, "path", None) or variable.name
+
+
+def excluded_variables(variables: Iterable, patterns: Iterable[str | re.Pattern]) -> list:
+    """The variables whose `path` matches one of `patterns`, in their original order."""
+    patterns = tuple(patterns)
+    return [v for v in variables if is_excluded(_variable_path(v), patterns)]
+
+
+def lars_update(
+    param,
+    grad,
+    velocity,
+    lr,
+    weight_decay: float,
+    momentum: float,
+    trust_coefficient: float,
+    excluded: bool,
+    nesterov: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One LARS step for one variable; returns (new_param, new_velocity).
+
+    Pure: takes arrays or tensors and assigns nothing, so it can be checked against NumPy and
+    is the same code `LARS.update_step` runs. Computation happens in `param`'s dtype.
+
+    Args:
+      param, grad, velocity: same shape.
+      lr: learning rate for this step (scalar).
+      excluded: True for biases and normalisation parameters: the gradient is used as is, with
+        no weight decay and no trust ratio.
+      nesterov: if True the step is lr * (momentum * new_velocity + g) instead of
+        lr * new_velocity.
+    """
+    param = tf.convert_to_tensor(param)
+    dtype = param.dtype
+    grad = tf.cast(grad, dtype)
+    velocity = tf.cast(velocity, dtype)
+    if not excluded:
+        grad = grad + tf.cast(weight_decay, dtype) * param
+        param_norm = tf.norm(param)
+        grad_norm = tf.norm(grad)
+        usable = tf.logical_and(param_norm > 0, grad_norm > 0)
+        # Divide by a safe denominator so the unused branch of tf.where holds no inf/NaN.
+        safe_grad_norm = tf.where(usable, grad_norm, tf.ones_like(grad_norm))
+        trust = tf.where(
+            usable,
+            tf.cast(trust_coefficient, dtype) * param_norm / safe_grad_norm,
+            tf.ones_like(param_norm),
+        )
+        grad = grad * trust
+    momentum = tf.cast(momentum, dtype)
+    new_velocity = momentum * velocity + grad
+    step = momentum * new_velocity + grad if nesterov else new_velocity
+    return param - tf.cast(lr, dtype) * step, new_velocity
+
+
+@keras.saving.register_keras_serializable(package="byol_tf")
+class LARS(keras.optimizers.Optimizer):
+    """Keras 3 LARS with BYOL's exclusions; the math is `lars_update`.
+
+    Weight decay here is L2 added to the gradient before the trust ratio, which is why the
+    argument is `weight_decay_rate`: Keras's own `weight_decay` is decoupled (applied to the
+    weights after the step) and is refused.
+
+    Whether a variable is excluded is decided from `variable.path` once, in `build`, and
+    cached by variable index: inside a distributed update the optimizer only sees per-device
+    `tf.Variable`s, which have no Keras path. Build the optimizer (e.g.
+    `optimizer.build(model.trainable_variables)`) inside `strategy.scope()` before the first
+    step; then call `apply` inside `strategy.run`, where gradients are summed across replicas.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum: float = 0.9,
+        weight_decay_rate: float = 0.0,
+        trust_coefficient: float = 1e-3,
+        nesterov: bool = False,
+        exclude_patterns: Sequence[str] = DEFAULT_EXCLUDE_PATTERNS,
+        name: str = "lars",
+        **kwargs,
+    ):
+        if kwargs.get("weight_decay") is not None:
+            raise ValueError(
+                f"LARS got weight_decay={kwargs['weight_decay']}, Keras's decoupled decay; "
+                "pass weight_decay_rate instead (L2 added to the gradient before the trust ratio)."
+            )
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum={momentum} must be in [0, 1).")
+        if weight_decay_rate < 0.0:
+            raise ValueError(f"weight_decay_rate={weight_decay_rate} must be >= 0.")
+        if trust_coefficient <= 0.0:
+            raise ValueError(f"trust_coefficient={trust_coefficient} must be > 0.")
+        for pattern in exclude_patterns:
+            re.compile(pattern)  # Fail now on a malformed regex, not at build time.
+        self.momentum = float(momentum)
+        self.weight_decay_rate = float(weight_decay_rate)
+        self.trust_coefficient = float(trust_coefficient)
+        self.nesterov = bool(nesterov)
+        self.exclude_patterns = tuple(exclude_patterns)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._velocities = self.add_optimizer_variables(variables, "velocity")
+        self._excluded = tuple(
+            is_excluded(_variable_path(v), self.exclude_patterns) for v in variables
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index]
+        new_param, new_velocity = lars_update(
+            variable,
+            gradient,
+            velocity,
+            learning_rate,
+            weight_decay=self.weight_decay_rate,
+            momentum=self.momentum,
+            trust_coefficient=self.trust_coefficient,
+            excluded=self._excluded[index],
+            nesterov=self.nesterov,
+        )
+        self.assign(velocity, new_velocity)
+        self.assign(variable, new_param)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            momentum=self.momentum,
+            weight_decay_rate=self.weight_decay_rate,
+            trust_coefficient=self.trust_coefficient,
+            nesterov=self.nesterov,
+            exclude_patterns=list(self.exclude_patterns),
+        )
+        return config
+
+
+def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.optimizers.Optimizer:
+    """The optimizer named by `config.optimizer.name` with `learning_rate` (float or schedule).
+
+    "lars": `LARS` from `optimizer.{momentum, weight_decay, trust_coefficient, nesterov,
+    exclude_patterns}`.
+    "sgd": `keras.optimizers.SGD` with `optimizer.{momentum, nesterov}` only: no weight decay,
+    no trust ratio, no exclusions (the linear-evaluation recipe uses no decay). Keras's SGD
+    keeps the learning rate inside its velocity (v = m * v - lr * g), which matches LARS's
+    convention only while the learning rate is constant.
+    """
+    opt = config.optimizer
+    if opt.name == "lars":
+        return LARS(
+            learning_rate=learning_rate,
+            momentum=opt.momentum,
+            weight_decay_rate=opt.weight_decay,
+            trust_coefficient=opt.trust_coefficient,
+            nesterov=opt.nesterov,
+            exclude_patterns=tuple(opt.exclude_patterns),
+        )
+    if opt.name == "sgd":
+        if opt.weight_decay:
+            logging.warning(
+                "optimizer.weight_decay=%s is ignored by optimizer.name='sgd'; set it to 0 "
+                "or use 'lars'.",
+                opt.weight_decay,
+            )
+        return keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=float(opt.momentum), nesterov=bool(opt.nesterov)
+        )
+    raise ValueError(f"optimizer.name={opt.name!r} is not one of {', '.join(OPTIMIZERS)}.")

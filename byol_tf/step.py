@@ -1,0 +1,138 @@
+"""The BYOL train step: one replica's forward, loss and update, and the compiled multi-step call.
+
+`replica_step` is what each replica runs inside `strategy.run`: both views through the online
+and target towers, the symmetrised loss averaged over the global batch, gradients into the
+optimizer. `make_train_function` wraps it into one `tf.function` that runs several steps per
+call (TPUs need this) and, when asked, the EMA target update inside the same compiled call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from byol_tf import augment
+from byol_tf.losses import byol_loss
+
+
+def collapse_indicator(projections: tf.Tensor) -> tf.Tensor:
+    """Per-dimension std of L2-normalised projections times sqrt(d): ~1 healthy, -> 0 collapsed.
+
+    For vectors spread uniformly on the unit sphere each coordinate has std 1/sqrt(d), so the
+    scaled value is about 1; if every example maps to the same point it is 0.
+    """
+    z = tf.math.l2_normalize(tf.cast(projections, tf.float32), axis=1)
+    dim = tf.cast(tf.shape(z)[1], tf.float32)
+    return tf.reduce_mean(tf.math.reduce_std(z, axis=0)) * tf.sqrt(dim)
+
+
+def _forward(model: keras.Model, view1: tf.Tensor, view2: tf.Tensor, concat_views: bool):
+    if concat_views:
+        # One 2B batch: faster, but BatchNorm then shares statistics across the two views.
+        out = model(tf.concat([view1, view2], axis=0), training=True)
+        n = tf.shape(view1)[0]
+        return [{k: v[:n] for k, v in out.items()}, {k: v[n:] for k, v in out.items()}]
+    # Separate calls: BatchNorm statistics are computed per view, as in the reference code.
+    return [model(view1, training=True), model(view2, training=True)]
+
+
+def replica_step(
+    online: keras.Model,
+    target: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    view1: tf.Tensor,
+    view2: tf.Tensor,
+    global_batch_size: int,
+    concat_views: bool = False,
+) -> dict[str, tf.Tensor]:
+    """Runs one BYOL update on this replica's views; returns replica-local metrics.
+
+    The returned `loss` is this replica's share of the global-batch mean, so summing it over
+    replicas gives the global loss under every strategy.
+    """
+    # The target runs in training mode (batch statistics), outside the tape: its outputs are
+    # constants for the gradient and its BN moving statistics track its own forward passes.
+    target_out = _forward(target, view1, view2, concat_views)
+    with tf.GradientTape() as tape:
+        online_out = _forward(online, view1, view2, concat_views)
+        per_example = byol_loss(
+            online_out[0]["prediction"],
+            online_out[1]["prediction"],
+            target_out[0]["projection"],
+            target_out[1]["projection"],
+        )
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+        scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+    variables = online.trainable_variables
+    grads = tape.gradient(scaled, variables)
+    optimizer.apply(grads, variables)
+    return {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
+
+
+def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tensor) -> dict:
+    """Applies the post-crop ops in the step when `augment.on_device` (tf.data only cropped)."""
+    ctx = tf.distribute.get_replica_context()
+    replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+    base = tf.stack([tf.cast(config.seed, tf.int64), tf.cast(step, tf.int64)])
+    out = dict(batch)
+    for i, view in enumerate(("view1", "view2")):
+        # fold_in returns the dtype of its data argument: keep everything int64.
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(base, tf.cast(replica, tf.int64)),
+            tf.constant(1000 + i, tf.int64),
+        )
+        out[view] = augment.augment_batch(batch[view], config.augment[view], seed)
+    return out
+
+
+def make_train_function(
+    strategy: tf.distribute.Strategy,
+    online: keras.Model,
+    target: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: ml_collections.ConfigDict,
+    ema_update: Callable[[tf.Tensor], None] | None,
+) -> Callable:
+    """Returns `train(iterator, num_steps) -> (losses [num_steps], collapse_std)`.
+
+    `ema_update(step)` (the EMA callback's update) runs after every optimizer step inside the
+    compiled call when given; it must be callable in cross-replica context.
+    """
+    global_batch = config.data.global_batch_size
+    concat_views = config.model.concat_views
+    on_device = config.augment.on_device
+
+    def per_replica(batch, step):
+        if on_device:
+            batch = device_augment(batch, config, step)
+        return replica_step(
+            online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
+        )
+
+    if config.train.jit_compile:
+        # Compiling the replica function (not the whole distributed step) is what XLA accepts
+        # under MirroredStrategy: the cross-replica parts stay outside the cluster.
+        per_replica = tf.function(per_replica, jit_compile=True)
+
+    @tf.function
+    def train(iterator, num_steps):
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        collapse = tf.constant(0.0)
+        for i in tf.range(num_steps):
+            # Read before the update: step k's EMA uses tau(k), k = completed steps so far.
+            step = tf.identity(optimizer.iterations)
+            batch = next(iterator)
+            metrics = strategy.run(per_replica, args=(batch, step))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
+            collapse = strategy.reduce(
+                tf.distribute.ReduceOp.MEAN, metrics["collapse_std"], axis=None
+            )
+            if ema_update is not None:
+                ema_update(step)
+            losses = losses.write(i, loss)
+        return losses.stack(), collapse
+
+    return train

@@ -1,0 +1,282 @@
+"""The BYOL training loop: builds everything a run needs and drives the compiled step.
+
+`Trainer` owns one run in one workdir: the strategy, the online and target towers, LARS with
+its schedule, the callbacks (EMA, export, logging), checkpoints, and the end-of-run summary.
+`train_and_evaluate(config, workdir)` is what `tools/train.py` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from byol_tf import config as config_lib
+from byol_tf import data as data_lib
+from byol_tf import distribute, knn
+from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
+from byol_tf.checkpointing import Checkpointer
+from byol_tf.models import build_towers, fresh_encoder_like
+from byol_tf.optimizers import build_optimizer
+from byol_tf.schedules import build_lr_schedule, target_tau
+from byol_tf.step import make_train_function
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the message names the step and the last good checkpoint."""
+
+
+class Trainer:
+    """One BYOL pretraining run.
+
+    Args:
+      config: a ConfigDict from `byol_tf.config.base_config()` or a file in `configs/`.
+      workdir: where checkpoints, logs, exports and `summary.json` go; a run restarted with
+        the same workdir resumes from its latest checkpoint.
+      source: the training data; by default `config.data.train` is loaded.
+      encoder: optional `keras.Model` to use instead of the configured ResNet.
+      hidden_layer: with `encoder`, the layer whose output is the representation.
+      strategy: optional strategy; by default built from `config.train.strategy`.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        workdir: str,
+        source: data_lib.Source | None = None,
+        encoder: keras.Model | None = None,
+        hidden_layer: str | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        config_lib.validate(config)
+        self.config = config
+        self.workdir = workdir
+        if config.train.deterministic_ops:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
+        self.strategy = strategy or distribute.make_strategy(config)
+        distribute.check_global_batch(config.data.global_batch_size, self.strategy)
+        self.is_chief = distribute.is_chief(self.strategy)
+        self.source = source or data_lib.load_source(config.data.train, config)
+        self.steps = config_lib.derive_steps(config, self.source.num_examples)
+        self.user_encoder = encoder
+
+        with self.strategy.scope():
+            self.online, self.target = build_towers(
+                config, encoder=encoder, hidden_layer=hidden_layer
+            )
+            self.lr_schedule = build_lr_schedule(config, self.steps)
+            optimizer = build_optimizer(config, self.lr_schedule)
+            if config.train.precision == "float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            # Built before the first step so its slots exist inside the strategy's scope.
+            self.optimizer.build(self.online.trainable_variables)
+        self.checkpointer = Checkpointer(
+            os.path.join(workdir, "checkpoints"),
+            config.checkpoint.max_to_keep,
+            is_chief=self.is_chief,
+            online=self.online,
+            target=self.target,
+            optimizer=self.optimizer,
+        )
+        self.ema = TargetEMA(
+            self.online,
+            self.target,
+            self.strategy,
+            config.ema.tau_base,
+            self.steps["total_steps"],
+            in_step=config.train.steps_per_call > 1,
+        )
+        self.exporter = EncoderExport(
+            self.online.encoder,
+            os.path.join(workdir, "export"),
+            config.data.image_size,
+            config.export.every_epochs,
+            enabled=self.is_chief,
+        )
+        self._train_fn = None
+        self._stop_requested = False
+        if self.is_chief:
+            os.makedirs(workdir, exist_ok=True)
+            # The record of the run; tools/export_encoder.py rebuilds the towers from it.
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json(indent=2))
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def _dataset(self, start_step: int):
+        def dataset_fn(input_context):
+            return data_lib.pretrain_dataset(self.source, self.config, input_context, start_step)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _request_stop(self, signum, frame):  # noqa: ARG002
+        logging.warning("Signal %d received: saving a checkpoint after the current step.", signum)
+        self._stop_requested = True
+
+    def fit(
+        self, stop_at_step: int | None = None, callbacks: list[keras.callbacks.Callback] = ()
+    ) -> dict:
+        """Trains to the end of the schedule (or `stop_at_step`) and returns the summary.
+
+        `callbacks` are extra Keras callbacks; they get the global step as `batch`.
+
+        Resumes from the workdir's latest checkpoint. SIGTERM saves a checkpoint and returns
+        with `preempted=True`; rerunning the same command resumes from it.
+        """
+        c = self.config
+        # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
+        restored = self.checkpointer.restore() if self.step == 0 else None
+        start = self.step
+        end = (
+            self.steps["total_steps"]
+            if stop_at_step is None
+            else min(stop_at_step, self.steps["total_steps"])
+        )
+        spe = self.steps["steps_per_epoch"]
+        logger = MetricsLogger(
+            self.workdir,
+            self.steps["total_steps"],
+            spe,
+            c.data.global_batch_size,
+            start,
+            enabled=self.is_chief,
+            progress_bar=c.train.progress_bar,
+        )
+        callbacks = [self.ema, logger, self.exporter, *callbacks]
+        if self._train_fn is None:
+            self._train_fn = make_train_function(
+                self.strategy,
+                self.online,
+                self.target,
+                self.optimizer,
+                c,
+                self.ema.update if self.ema.in_step else None,
+            )
+        iterator = iter(self._dataset(start))
+        previous = signal.signal(signal.SIGTERM, self._request_stop)
+        log_every = max(1, c.train.log_every_steps)
+        last_loss, collapse, preempted = float("nan"), float("nan"), False
+        timed_steps, timed_seconds = 0, 0.0
+        try:
+            for cb in callbacks:
+                cb.on_train_begin()
+            step = start
+            while step < end:
+                n = min(c.train.steps_per_call, end - step)
+                t0 = time.perf_counter()
+                losses, collapse_t = self._train_fn(iterator, tf.constant(n))
+                losses = losses.numpy()
+                if step > start:  # the first call includes tracing and compilation
+                    timed_steps, timed_seconds = (
+                        timed_steps + n,
+                        timed_seconds + time.perf_counter() - t0,
+                    )
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    raise NonFiniteLossError(
+                        f"Loss is {losses[bad[0]]} at step {step + int(bad[0]) + 1}. Training stopped; "
+                        f"the last good checkpoint is {self.checkpointer.latest or 'none (no checkpoint yet)'}. "
+                        "Lower optimizer.base_lr or check the input data."
+                    )
+                prev, step = step, step + n
+                last_loss, collapse = float(losses[-1]), float(collapse_t)
+                logs = None
+                if step // log_every > prev // log_every or step == end:
+                    logs = {
+                        "loss": last_loss,
+                        "lr": float(self.lr_schedule(step - 1)),
+                        "tau": float(
+                            target_tau(step - 1, c.ema.tau_base, self.steps["total_steps"])
+                        ),
+                        "collapse_std": collapse,
+                    }
+                for cb in callbacks:
+                    cb.on_train_batch_end(step, logs)
+                for epoch in range(prev // spe, step // spe):
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                if step // c.checkpoint.every_steps > prev // c.checkpoint.every_steps:
+                    self.checkpointer.save(step)
+                if self._stop_requested:
+                    preempted = True
+                    break
+            if step > start or restored is None:
+                self.checkpointer.save(step)
+            if preempted:
+                print(
+                    f"Preempted at step {step}: checkpoint saved. Rerun the same command to resume."
+                )
+            elif step >= self.steps["total_steps"]:
+                for cb in callbacks:
+                    cb.on_train_end()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self._stop_requested = False
+        images_per_s = (
+            timed_steps * c.data.global_batch_size / timed_seconds
+            if timed_seconds
+            else logger.images_per_s
+        )
+        return {
+            "steps": step,
+            "epochs": step / spe,
+            "final_loss": last_loss,
+            "collapse_std": collapse,
+            "images_per_s": images_per_s,
+            "skipped_images": int(self.source.skipped),
+            "export_dir": self.exporter.last_export,
+            "preempted": preempted,
+        }
+
+    def evaluate_knn(self) -> dict:
+        """kNN top-1 of the learned encoder and of a random-initialised one of the same architecture."""
+        c = self.config
+        if not (c.eval.knn_train and c.eval.knn_test):
+            return {}
+        train_src = data_lib.load_source(c.eval.knn_train, c)
+        test_src = data_lib.load_source(c.eval.knn_test, c)
+        keras.utils.set_random_seed(c.seed + 1)
+        random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+        results = {}
+        for name, encoder in (("learned", self.online.encoder), ("random", random_encoder)):
+            acc = knn.evaluate_knn(encoder, train_src, test_src, c)
+            results[f"knn_top1_{name}"] = acc["top1"]
+        return results
+
+
+def write_summary(workdir: str, summary: dict) -> str:
+    path = os.path.join(workdir, "summary.json")
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in summary.items()
+    }
+    with open(path, "w") as f:
+        json.dump(clean, f, indent=2, sort_keys=True)
+    return path
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Pretrains, exports, runs the kNN check when configured, and writes `summary.json`."""
+    os.makedirs(workdir, exist_ok=True)
+    trainer = Trainer(config, workdir)
+    summary = trainer.fit()
+    if not summary["preempted"]:
+        summary.update(trainer.evaluate_knn())
+    if trainer.is_chief:
+        write_summary(workdir, summary)
+    return summary

@@ -1,0 +1,229 @@
+"""The training loop: EMA exactness, strategies, checkpoint/resume, export, errors, SIGTERM."""
+
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from byol_tf import config as config_lib
+from byol_tf import data as data_lib
+from byol_tf import train
+from byol_tf.export import load_encoder
+from byol_tf.schedules import target_tau
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+    c = config_lib.load_config(os.path.join(REPO, "configs", "default.py") + ":local")
+    c.data.synthetic.num_train = 64
+    c.data.global_batch_size = 16
+    c.data.image_size = 16
+    c.schedule.total_steps = 4
+    c.schedule.warmup_epochs = 0
+    c.optimizer.base_lr = 0.5
+    c.eval.knn_train = ""
+    c.eval.knn_test = ""
+    c.checkpoint.every_steps = 1000
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def trainable_pairs(trainer):
+    online = (
+        trainer.online.encoder.trainable_variables + trainer.online.projector.trainable_variables
+    )
+    target = (
+        trainer.target.encoder.trainable_variables + trainer.target.projector.trainable_variables
+    )
+    return online, target
+
+
+def numpy_weights(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+def test_target_is_exact_ema_of_online_after_each_step(tmp_path, steps_per_call):
+    c = tiny_config(**{"schedule.total_steps": 2, "train.steps_per_call": steps_per_call})
+    trainer = train.Trainer(c, str(tmp_path))
+    online, target = trainable_pairs(trainer)
+    for o, t in zip(numpy_weights(online), numpy_weights(target)):
+        np.testing.assert_array_equal(o, t)
+    old_target = numpy_weights(target)
+    trainer.fit(stop_at_step=steps_per_call)
+    if steps_per_call == 1:
+        tau = float(target_tau(0, c.ema.tau_base, 2))
+        for o, t, t0 in zip(numpy_weights(online), numpy_weights(target), old_target):
+            np.testing.assert_allclose(t, tau * t0 + (1 - tau) * o, rtol=1e-6, atol=1e-7)
+    # Whatever the number of steps per call, the online weights moved and the target followed
+    # only part of the way.
+    moved = [np.abs(o - t0).max() for o, t0 in zip(numpy_weights(online), old_target)]
+    assert max(moved) > 0
+    lag = [np.abs(t - t0).max() for t, t0 in zip(numpy_weights(target), old_target)]
+    assert 0 < max(lag) < max(moved)
+
+
+def test_ema_in_step_matches_ema_after_step(tmp_path):
+    """Two steps in one compiled call give the same weights as two calls of one step."""
+    results = []
+    for spc in (1, 2):
+        c = tiny_config(
+            **{
+                "schedule.total_steps": 2,
+                "train.steps_per_call": spc,
+                "train.deterministic_ops": True,
+            }
+        )
+        trainer = train.Trainer(c, str(tmp_path / f"spc{spc}"))
+        trainer.fit()
+        results.append(numpy_weights(trainer.target.trainable_variables))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_target_when_tau_base_is_one(tmp_path):
+    c = tiny_config(**{"ema.tau_base": 1.0, "schedule.total_steps": 3})
+    trainer = train.Trainer(c, str(tmp_path))
+    before = numpy_weights(trainer.target.trainable_variables)
+    trainer.fit()
+    for a, b in zip(before, numpy_weights(trainer.target.trainable_variables)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_end_to_end_writes_checkpoint_export_and_summary(tmp_path):
+    c = tiny_config()
+    c.eval.knn_train = "synthetic:train"
+    c.eval.knn_test = "synthetic:test"
+    c.data.synthetic.num_test = 32
+    summary = train.train_and_evaluate(c, str(tmp_path))
+    assert summary["steps"] == 4
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-4")
+    with open(tmp_path / "summary.json") as f:
+        written = json.load(f)
+    for key in (
+        "steps",
+        "epochs",
+        "final_loss",
+        "images_per_s",
+        "skipped_images",
+        "export_dir",
+        "knn_top1_learned",
+        "knn_top1_random",
+    ):
+        assert key in written, key
+    assert 0.0 <= written["knn_top1_learned"] <= 1.0
+    assert written["epochs"] == pytest.approx(4 / (64 // 16))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert record["step"] == 4 and {"loss", "lr", "tau", "collapse_std"} <= set(record)
+
+    export_dir = written["export_dir"]
+    assert export_dir == str(tmp_path / "export" / "encoder")
+    reloaded = load_encoder(export_dir)
+    images = tf.random.stateless_uniform([3, 16, 16, 3], seed=[1, 2])
+    served = reloaded.signatures["serving_default"](images=images)["representation"]
+    # Rebuild the in-memory encoder from the final checkpoint to compare.
+    trainer = train.Trainer(c, str(tmp_path))
+    trainer.checkpointer.restore()
+    expected = trainer.online.encoder(images, training=False)
+    np.testing.assert_allclose(served.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    keras_model = keras.models.load_model(export_dir + ".keras")
+    np.testing.assert_allclose(
+        keras_model(images, training=False).numpy(), expected.numpy(), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    c = tiny_config(**{"schedule.total_steps": 6, "train.deterministic_ops": True})
+    full = train.Trainer(c, str(tmp_path / "full"))
+    full.fit()
+    first = train.Trainer(c, str(tmp_path / "resumed"))
+    assert first.fit(stop_at_step=3)["steps"] == 3  # crosses an epoch boundary (4 steps/epoch)
+    second = train.Trainer(c, str(tmp_path / "resumed"))
+    assert second.fit()["steps"] == 6
+    for name in ("online", "target"):
+        a = getattr(full, name).weights
+        b = getattr(second, name).weights
+        for va, vb in zip(a, b):
+            np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=va.path)
+    for va, vb in zip(full.optimizer.variables, second.optimizer.variables):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=va.path)
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
+    c = tiny_config(**{"schedule.total_steps": 20, "checkpoint.every_steps": 1})
+    source = data_lib.load_source("synthetic:train", c)
+    trainer = train.Trainer(c, str(tmp_path), source=source)
+    trainer.fit(stop_at_step=1)
+    # Poison the weights: the next forward pass produces NaN.
+    w = trainer.online.predictor.trainable_variables[0]
+    w.assign(tf.fill(w.shape, float("nan")))
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 2\b.*ckpt-1"):
+        trainer.fit()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-1")
+
+
+def test_sigterm_saves_checkpoint_and_stops(tmp_path):
+    c = tiny_config(**{"schedule.total_steps": 8})
+    trainer = train.Trainer(c, str(tmp_path))
+
+    class SendSigterm(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    summary = trainer.fit(callbacks=[SendSigterm()])
+    assert summary["preempted"] and summary["steps"] == 2
+    assert summary["export_dir"] is None  # a preempted run does not export
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-2")
+    resumed = train.Trainer(c, str(tmp_path))
+    assert resumed.fit()["steps"] == 8
+
+
+def test_global_batch_not_divisible_by_replicas(tmp_path, mirrored_strategy):
+    c = tiny_config(**{"data.global_batch_size": 15})
+    with pytest.raises(ValueError, match="global_batch_size=15 is not divisible by the 2 replicas"):
+        train.Trainer(c, str(tmp_path), strategy=mirrored_strategy)
+
+
+def test_unknown_encoder_name(tmp_path):
+    c = tiny_config(**{"model.encoder": "resnet19"})
+    with pytest.raises(ValueError, match="resnet19"):
+        train.Trainer(c, str(tmp_path))
+
+
+def test_mirrored_with_sync_bn_matches_single_device(tmp_path, mirrored_strategy):
+    """2 logical CPUs with synchronised BatchNorm == 1 device, same global batch."""
+    results = []
+    for name, strategy in (
+        ("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+        ("two", mirrored_strategy),
+    ):
+        c = tiny_config(**{"model.norm": "sync_batch", "schedule.total_steps": 4})
+        # Crop-only views: crops are seeded per example, so both runs see identical inputs
+        # (the batch-level colour ops are seeded per replica batch).
+        for view in ("view1", "view2"):
+            for p in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+                c.augment[view][p] = 0.0
+        trainer = train.Trainer(c, str(tmp_path / name), strategy=strategy)
+        summary = trainer.fit(stop_at_step=2)  # before the end: no export, which is slow here
+        results.append(
+            (
+                summary["final_loss"],
+                numpy_weights(trainer.online.weights),
+                numpy_weights(trainer.target.weights),
+            )
+        )
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    for a, b in zip(results[0][1] + results[0][2], results[1][1] + results[1][2]):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)

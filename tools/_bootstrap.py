@@ -1,0 +1,9 @@
+"""Puts the repository root on sys.path so the tools run from a plain checkout."""
+
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

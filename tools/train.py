@@ -1,0 +1,52 @@
+"""BYOL pretraining from the command line.
+
+  python tools/train.py [--config=configs/<name>.py[:local]] [--workdir=<dir>] [--config.<field>=<value> ...]
+
+With no flags it runs configs/default.py in workdirs/default. Restarting with the same
+workdir resumes from the latest checkpoint.
+"""
+
+import os
+
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from byol_tf import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(_bootstrap.REPO_ROOT, "configs", "default.py"),
+    "Config file.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: workdirs/<config name>).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    # TF's INFO lines (SavedModel writing, sharding) drown the progress bar; --verbosity=0 restores them.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    config_path = flags.FLAGS["config"].config_filename
+    name = os.path.splitext(os.path.basename(config_path))[0]
+    workdir = _WORKDIR.value or os.path.join("workdirs", name)
+    summary = train.train_and_evaluate(_CONFIG.value, workdir)
+    print(
+        f"\nTrained {summary['steps']} steps ({summary['epochs']:.2f} epochs), final loss "
+        f"{summary['final_loss']:.4f}, {summary['images_per_s']:.1f} images/s."
+    )
+    if summary.get("export_dir"):
+        print(f"Encoder exported to {summary['export_dir']}")
+    if "knn_top1_learned" in summary:
+        print(
+            f"kNN top-1 (k={_CONFIG.value.eval.knn_k}) on {_CONFIG.value.eval.knn_test}: "
+            f"learned encoder {100 * summary['knn_top1_learned']:.1f}%, "
+            f"random-initialised encoder {100 * summary['knn_top1_random']:.1f}%"
+        )
+    print(f"Summary: {os.path.join(workdir, 'summary.json')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
