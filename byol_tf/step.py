@@ -15,6 +15,7 @@ import ml_collections
 import tensorflow as tf
 
 from byol_tf import augment
+from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.losses import byol_loss
 
 
@@ -73,17 +74,15 @@ def replica_step(
 
 
 def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tensor) -> dict:
-    """Applies the post-crop ops in the step when `augment.on_device` (tf.data only cropped)."""
+    """Applies the post-crop ops in the step when `augment.on_device` (tf.data only cropped).
+
+    The seeds are the ones tf.data would use, so both placements give identical views.
+    """
     ctx = tf.distribute.get_replica_context()
     replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-    base = tf.stack([tf.cast(config.seed, tf.int64), tf.cast(step, tf.int64)])
     out = dict(batch)
-    for i, view in enumerate(("view1", "view2")):
-        # fold_in returns the dtype of its data argument: keep everything int64.
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.random.experimental.stateless_fold_in(base, tf.cast(replica, tf.int64)),
-            tf.constant(1000 + i, tf.int64),
-        )
+    for i, view in enumerate(VIEWS):
+        seed = batch_augment_seed(config.seed, step, replica, i)
         out[view] = augment.augment_batch(batch[view], config.augment[view], seed)
     return out
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from byol_tf import config as config_lib
 from byol_tf import data as data_lib
 from byol_tf import train
-from byol_tf.export import load_encoder
+from byol_tf.export import export_from_workdir, load_encoder
 from byol_tf.schedules import target_tau
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,7 @@ def test_fixed_target_when_tau_base_is_one(tmp_path):
 
 
 def test_end_to_end_writes_checkpoint_export_and_summary(tmp_path):
-    c = tiny_config()
+    c = tiny_config(**{"export.every_epochs": 1})
     c.eval.knn_train = "synthetic:train"
     c.eval.knn_test = "synthetic:test"
     c.data.synthetic.num_test = 32
@@ -141,6 +141,18 @@ def test_end_to_end_writes_checkpoint_export_and_summary(tmp_path):
     np.testing.assert_allclose(
         keras_model(images, training=False).numpy(), expected.numpy(), rtol=1e-4, atol=1e-5
     )
+    # export.every_epochs=1 with 4 steps per epoch: one periodic export besides the final one.
+    assert sorted(os.listdir(tmp_path / "export")) == [
+        "encoder",
+        "encoder.keras",
+        "encoder_epoch0001",
+        "encoder_epoch0001.keras",
+    ]
+    # tools/export_encoder.py's path: rebuild the towers from config.json, restore, export.
+    out, step = export_from_workdir(str(tmp_path), str(tmp_path / "again"))
+    assert step == 4
+    again = load_encoder(out).signatures["serving_default"](images=images)["representation"]
+    np.testing.assert_allclose(again.numpy(), served.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_resumed_run_matches_uninterrupted_run(tmp_path):
@@ -227,3 +239,29 @@ def test_mirrored_with_sync_bn_matches_single_device(tmp_path, mirrored_strategy
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
     for a, b in zip(results[0][1] + results[0][2], results[1][1] + results[1][2]):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"train.precision": "bfloat16"}, {"train.precision": "float16"}, {"train.jit_compile": True}],
+)
+def test_mixed_precision_and_xla_steps_train(tmp_path, overrides):
+    c = tiny_config(**overrides)
+    try:
+        trainer = train.Trainer(c, str(tmp_path))
+        before = numpy_weights(trainer.online.trainable_variables)
+        summary = trainer.fit(stop_at_step=2)
+        expected_compute = {"float32": "float32"}.get(c.train.precision, c.train.precision)
+        assert trainer.online.encoder.compute_dtype == expected_compute
+        # float16 needs dynamic loss scaling; bfloat16 has float32's range and does not.
+        scaled = isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert scaled == (c.train.precision == "float16")
+    finally:  # the Trainer sets the global policy; never leak bfloat16 into other tests
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(summary["final_loss"]) and 0.0 <= summary["final_loss"] <= 8.0
+    # Weights stay float32 (mixed precision computes in bf16 but keeps float32 variables).
+    assert all(v.dtype == "float32" for v in trainer.online.trainable_variables)
+    changed = [
+        np.abs(a - b.numpy()).max() for a, b in zip(before, trainer.online.trainable_variables)
+    ]
+    assert max(changed) > 0

@@ -1,13 +1,14 @@
 """The embedded default dataset: procedurally drawn shapes, made in NumPy, no download.
 
 The class of an image is a shape (disc, square, triangle, ring, cross, bars, diamond, ...).
-Everything else is drawn per image and carries no class information: foreground and
-background colours, position, scale (35-80% of the side) and a texture (stripes or blotchy
-noise of random frequency and strength) on the foreground and on the background. A randomly
-initialised encoder mostly sees those colours and textures, so its kNN accuracy on shape is
-poor; the invariances BYOL learns from crops, colour jitter and grayscale recover the shape.
-Foreground and background always differ in luminance, so the shape survives grayscale.
-Deterministic for a seed; vectorised: 5,000 images of 32 px take about a second on one core.
+An image holds one to nine instances of its shape, each in its own cell of a 3 x 3 layout,
+with its own random size, offset and colour, on a smooth background whose colour varies
+across the image. Colour therefore carries no class information and is not even constant
+within an image: two crops of one image see different colours but the same shape. A randomly
+initialised encoder mostly responds to colour, so its kNN accuracy on shape is low; BYOL's
+crops, colour jitter and grayscale make shape the thing two views share. Each instance differs
+from the background under it in luminance, so shapes survive grayscale.
+Deterministic for a seed; vectorised: 5,000 images of 32 px take a few seconds on one core.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import numpy as np
 SHAPES = ("disc", "square", "triangle", "ring", "cross", "hbar", "vbar", "diamond", "x", "corner")
 _MIN_LUMA_GAP = 0.25  # Foreground/background luminance gap that keeps the shape visible in gray.
 _LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
+_GRID = 3  # instances sit in a _GRID x _GRID layout of cells
+_INSTANCE_P = 0.6  # each cell holds an instance with this probability
+_BG_CELLS = 3  # resolution of the smooth background colour field
 
 
 def _mask(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -47,29 +51,9 @@ def _mask(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"Unknown shape {name!r}.")
 
 
-def _textures(rng: np.random.Generator, n: int, s: int) -> np.ndarray:
-    """[n, s, s] float32 textures in about [-1, 1]: stripes or blotchy noise, chosen per image."""
-    grid = (np.arange(s, dtype=np.float32) + 0.5) / s
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    angle = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
-    cycles = rng.uniform(1.0, 8.0, (n, 1, 1)).astype(np.float32)
-    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-    stripes = np.sin(2 * np.pi * cycles * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-
-    # Blotches: a coarse Gaussian grid of random resolution, upsampled by nearest neighbour.
-    cells = rng.integers(2, 9, (n, 1, 1))
-    coarse = rng.normal(0, 0.6, (n, 8, 8)).astype(np.float32)
-    cell_y = np.minimum((yy[None] * cells).astype(np.int64), 7)
-    cell_x = np.minimum((xx[None] * cells).astype(np.int64), 7)
-    blotches = np.take_along_axis(coarse.reshape(n, 64), (cell_y * 8 + cell_x).reshape(n, -1), 1)
-    blotches = blotches.reshape(n, s, s)
-    return np.where(rng.random((n, 1, 1)) < 0.5, stripes, blotches)
-
-
-def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground and background RGB [n, 3] with at least _MIN_LUMA_GAP luminance between them."""
-    fg = rng.random((n, 3), dtype=np.float32)
-    bg = rng.random((n, 3), dtype=np.float32)
+def _colours_against(rng: np.random.Generator, bg: np.ndarray) -> np.ndarray:
+    """Random RGB [m, 3] foregrounds at least _MIN_LUMA_GAP in luminance from `bg` [m, 3]."""
+    fg = rng.random(bg.shape, dtype=np.float32)
     for _ in range(16):  # redraw the foregrounds that are too close; a few rounds leave ~none
         close = np.abs((fg - bg) @ _LUMA) < _MIN_LUMA_GAP
         if not close.any():
@@ -78,8 +62,19 @@ def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     # Any left over: shift the foreground brightness away from the background's.
     gap = (fg - bg) @ _LUMA
     push = np.where(gap >= 0, 1.0, -1.0) * np.maximum(_MIN_LUMA_GAP - np.abs(gap), 0.0)
-    fg = np.clip(fg + push[:, None], 0.0, 1.0)
-    return fg, bg
+    return np.clip(fg + push[:, None], 0.0, 1.0)
+
+
+def _background(rng: np.random.Generator, n: int, s: int, cells: int) -> np.ndarray:
+    """[n, s, s, 3] smooth colour fields: a random cells x cells colour grid, bilinearly upsampled."""
+    coarse = rng.random((n, cells, cells, 3), dtype=np.float32)
+    pos = np.clip((np.arange(s, dtype=np.float32) + 0.5) / s * cells - 0.5, 0, cells - 1)
+    lo = np.minimum(pos.astype(np.int64), cells - 2)
+    frac = pos - lo
+    weights = np.zeros((s, cells), np.float32)
+    weights[np.arange(s), lo] = 1 - frac
+    weights[np.arange(s), lo + 1] = frac
+    return np.einsum("yi,nijc,xj->nyxc", weights, coarse, weights)
 
 
 def make_synthetic(
@@ -106,28 +101,32 @@ def make_synthetic(
     rng = np.random.default_rng(seed)
     n, s = num_examples, image_size
     labels = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
+    images = _background(rng, n, s, _BG_CELLS)
 
-    # Each shape lives in a square box of side `scale` (fraction of the image), placed so that
-    # the box stays inside the image.
-    scale = rng.uniform(0.35, 0.8, (n, 1, 1)).astype(np.float32)
-    centre = rng.uniform(-1, 1, (2, n, 1, 1)).astype(np.float32) * (1 - scale)
     grid = (np.arange(s, dtype=np.float32) + 0.5) / s * 2 - 1
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    u, v = (xx[None] - centre[0]) / scale, (yy[None] - centre[1]) / scale
-    inside = (np.abs(u) <= 1) & (np.abs(v) <= 1)
-    mask = np.zeros((n, s, s), bool)
-    for k in range(num_classes):
-        sel = labels == k
-        mask[sel] = _mask(SHAPES[k], u[sel], v[sel]) & inside[sel]
-
-    fg, bg = _colours(rng, n)
-    # Texture strength per image and per region; 0 for some images, up to a strong pattern.
-    fg_amp = rng.uniform(0.0, 0.2, (n, 1, 1)).astype(np.float32)
-    bg_amp = rng.uniform(0.0, 0.2, (n, 1, 1)).astype(np.float32)
-    texture = np.where(mask, fg_amp * _textures(rng, n, s), bg_amp * _textures(rng, n, s))
-    texture += 0.02 * rng.standard_normal((n, s, s), dtype=np.float32)  # a little pixel noise
-    images = np.where(mask[..., None], fg[:, None, None, :], bg[:, None, None, :])
-    images += texture[..., None]
+    half_cell = 1.0 / _GRID
+    present = rng.random((n, _GRID * _GRID)) < _INSTANCE_P
+    present[np.arange(n), rng.integers(0, _GRID * _GRID, n)] = True  # at least one instance
+    for cell in range(_GRID * _GRID):
+        # Each instance lives in a square box inside its grid cell, of random size and offset.
+        row, col = divmod(cell, _GRID)
+        half = half_cell * rng.uniform(0.7, 1.0, (n, 1, 1)).astype(np.float32)
+        slack = half_cell - half
+        cy = -1 + (2 * row + 1) * half_cell + rng.uniform(-1, 1, (n, 1, 1)) * slack
+        cx = -1 + (2 * col + 1) * half_cell + rng.uniform(-1, 1, (n, 1, 1)) * slack
+        u, v = (xx[None] - cx) / half, (yy[None] - cy) / half
+        inside = (np.abs(u) <= 1) & (np.abs(v) <= 1) & present[:, cell, None, None]
+        mask = np.zeros((n, s, s), bool)
+        for k in range(num_classes):
+            sel = labels == k
+            mask[sel] = _mask(SHAPES[k], u[sel], v[sel]) & inside[sel]
+        # The colour is drawn per instance, against the background under the instance's centre.
+        py = np.clip(((cy[:, 0, 0] + 1) / 2 * s).astype(np.int64), 0, s - 1)
+        px = np.clip(((cx[:, 0, 0] + 1) / 2 * s).astype(np.int64), 0, s - 1)
+        fg = _colours_against(rng, images[np.arange(n), py, px])
+        images = np.where(mask[..., None], fg[:, None, None, :], images)
+    images += 0.02 * rng.standard_normal((n, s, s, 1), dtype=np.float32)  # a little pixel noise
     np.clip(images, 0.0, 1.0, out=images)
     images *= 255.0
     images += 0.5

@@ -48,6 +48,17 @@ class Encoder(keras.Model):
         """Wraps a user model; with `hidden_layer`, that layer's output is the representation."""
         if hidden_layer is not None:
             try:
+                inputs = model.inputs
+            except (AttributeError, ValueError):
+                inputs = None
+            if not inputs:
+                raise ValueError(
+                    f"hidden_layer={hidden_layer!r} needs a model with defined inputs, but "
+                    f"{model.name!r} has none yet: build it from keras.Input (a functional "
+                    "model, or a Sequential starting with keras.Input(shape=...)), or pass "
+                    "the model without hidden_layer."
+                )
+            try:
                 layer = model.get_layer(hidden_layer)
             except ValueError as e:
                 names = ", ".join(layer.name for layer in model.layers[-8:])
@@ -55,7 +66,7 @@ class Encoder(keras.Model):
                     f"hidden_layer={hidden_layer!r} is not a layer of {model.name!r} "
                     f"(its last layers: {names})."
                 ) from e
-            model = keras.Model(model.inputs, layer.output, name=f"{model.name}_to_{hidden_layer}")
+            model = keras.Model(inputs, layer.output, name=f"{model.name}_to_{hidden_layer}")
         return cls(model, mean=mean, std=std, name=name)
 
     def get_config(self):

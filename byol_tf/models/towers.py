@@ -97,6 +97,11 @@ def _user_encoder(
     config, model: keras.Model, hidden_layer: str | None, name: str = "encoder"
 ) -> Encoder:
     if isinstance(model, Encoder):
+        if hidden_layer is not None:
+            raise ValueError(
+                f"hidden_layer={hidden_layer!r} cannot cut an `Encoder`; pass the plain "
+                "keras.Model with hidden_layer, or an Encoder already cut where you want it."
+            )
         return model
     return Encoder.from_keras_model(
         model, hidden_layer, config.data.mean, config.data.std, name=name
