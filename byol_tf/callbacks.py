@@ -146,23 +146,29 @@ class MetricsLogger(keras.callbacks.Callback):
         self._last_time, self._last_step = now, batch
         if not self.enabled:
             return
-        record = {
-            "step": int(batch),
-            "epoch": batch / self.steps_per_epoch,
-            "images_per_s": self.images_per_s,
-        }
-        record.update({k: float(v) for k, v in logs.items()})
-        self.records.append(record)
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
-        with self._writer.as_default(step=batch):
-            for key, value in record.items():
-                if key != "step" and math.isfinite(value):
-                    tf.summary.scalar(key, value)
+        record = self.write(batch, {"images_per_s": self.images_per_s, **logs})
         if self._bar is not None:
             shown = [("epoch", record["epoch"]), ("img/s", self.images_per_s)]
             shown += [(k, record[k]) for k in ("loss", "lr", "tau", "collapse_std") if k in record]
             self._bar.update(batch, values=shown)
+
+    def write(self, step: int, values: dict) -> dict:
+        """Logs `values` at `step` to metrics.jsonl and TensorBoard; returns the record.
+
+        Other callbacks (e.g. the kNN monitor) log through this too, as records of their own.
+        """
+        record = {"step": int(step), "epoch": step / self.steps_per_epoch}
+        record.update({k: float(v) for k, v in values.items()})
+        if not self.enabled:
+            return record
+        self.records.append(record)
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        with self._writer.as_default(step=step):
+            for key, value in record.items():
+                if key != "step" and math.isfinite(value):
+                    tf.summary.scalar(key, value)
+        return record
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.enabled:

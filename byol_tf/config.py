@@ -132,6 +132,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.knn_train = ""
     c.eval.knn_test = ""
     c.eval.knn_k = 20
+    # > 0: also evaluate kNN on that pair every this many epochs during pretraining, logged as
+    # knn_top1 / knn_top5 to metrics.jsonl and TensorBoard (byol_tf.monitor).
+    c.eval.knn_every_epochs = 0
     c.eval.knn_temperature = 0.1
     c.eval.batch_size = 256
     return c
@@ -181,6 +184,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.steps_per_call={config.train.steps_per_call} must be >= 1.")
     if not 0.0 <= config.ema.tau_base <= 1.0:
         raise ValueError(f"ema.tau_base={config.ema.tau_base} must be in [0, 1].")
+    if config.eval.knn_every_epochs > 0 and not (config.eval.knn_train and config.eval.knn_test):
+        raise ValueError(
+            f"eval.knn_every_epochs={config.eval.knn_every_epochs} needs a labelled pair in "
+            "eval.knn_train and eval.knn_test (e.g. synthetic:train and synthetic:test)."
+        )
     for view in ("view1", "view2"):
         v = config.augment[view]
         for name in ("crop_p", "flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):

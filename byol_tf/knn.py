@@ -6,8 +6,12 @@ example, the k most similar vote with weight exp(similarity / temperature).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
+
+from byol_tf.evaluation.classifier import top_k_accuracy
 
 
 def knn_predict(
@@ -48,21 +52,30 @@ def knn_accuracy(
     scores = knn_predict(
         train_features, train_labels, test_features, num_classes, k=k, temperature=temperature
     )
-    labels = np.asarray(test_labels).astype(np.int64)
-    ranked = np.argsort(-scores.numpy(), axis=1, kind="stable")
-    top1 = float(np.mean(ranked[:, 0] == labels))
-    top5 = float(np.mean(np.any(ranked[:, : min(5, num_classes)] == labels[:, None], axis=1)))
-    return {"top1": top1, "top5": top5}
+    return top_k_accuracy(scores.numpy(), test_labels)
 
 
-def extract_features(encoder, source, config) -> tuple[np.ndarray, np.ndarray]:
-    """Representations (inference mode: BatchNorm uses moving statistics) and labels of a source."""
+def inference_forward(encoder) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The compiled inference-mode forward of `encoder`; build it once and reuse it."""
+    return tf.function(
+        lambda images: tf.cast(encoder(images, training=False), tf.float32), reduce_retracing=True
+    )
+
+
+def extract_features(
+    encoder, source, config, forward: Callable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Representations (inference mode: BatchNorm uses moving statistics) and labels of a source.
+
+    Pass `forward` (from `inference_forward`) when evaluating the same encoder repeatedly, so
+    it is compiled once.
+    """
     from byol_tf import data as data_lib  # local: data imports augment, which is heavier
 
     if source.num_classes is None:
         raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
     dataset = data_lib.eval_dataset(source, config, config.eval.batch_size, config.data.image_size)
-    forward = tf.function(lambda images: tf.cast(encoder(images, training=False), tf.float32))
+    forward = forward or inference_forward(encoder)
     features, labels = [], []
     for batch in dataset:
         features.append(forward(batch["image"]).numpy())
@@ -70,10 +83,13 @@ def extract_features(encoder, source, config) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(features), np.concatenate(labels)
 
 
-def evaluate_knn(encoder, train_source, test_source, config) -> dict[str, float]:
+def evaluate_knn(
+    encoder, train_source, test_source, config, forward: Callable | None = None
+) -> dict[str, float]:
     """kNN accuracy of `encoder` with the train source as memory bank, on the test source."""
-    train_x, train_y = extract_features(encoder, train_source, config)
-    test_x, test_y = extract_features(encoder, test_source, config)
+    forward = forward or inference_forward(encoder)
+    train_x, train_y = extract_features(encoder, train_source, config, forward)
+    test_x, test_y = extract_features(encoder, test_source, config, forward)
     num_classes = max(train_source.num_classes, test_source.num_classes)
     return knn_accuracy(
         train_x,

@@ -25,6 +25,7 @@ from byol_tf import distribute, knn
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
 from byol_tf.checkpointing import Checkpointer
 from byol_tf.models import build_towers, fresh_encoder_like
+from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
 from byol_tf.schedules import build_lr_schedule, target_tau
 from byol_tf.step import make_train_function
@@ -157,7 +158,12 @@ class Trainer:
             enabled=self.is_chief,
             progress_bar=c.train.progress_bar,
         )
-        callbacks = [self.ema, logger, self.exporter, *callbacks]
+        monitors = []
+        if c.eval.knn_every_epochs > 0:
+            monitors.append(
+                KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
+            )
+        callbacks = [self.ema, logger, *monitors, self.exporter, *callbacks]
         if self._train_fn is None:
             self._train_fn = make_train_function(
                 self.strategy,

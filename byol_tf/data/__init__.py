@@ -2,6 +2,7 @@
 
 from byol_tf.data.pipeline import (
     batch_augment_seed,
+    center_crop_resize,
     crop_seed,
     eval_dataset,
     pretrain_dataset,
@@ -13,6 +14,7 @@ from byol_tf.data.synthetic import make_synthetic
 __all__ = [
     "Source",
     "batch_augment_seed",
+    "center_crop_resize",
     "crop_seed",
     "eval_dataset",
     "load_source",

@@ -180,6 +180,25 @@ def pretrain_dataset(
     return ds.with_options(options).prefetch(_autotune(config.data.prefetch))
 
 
+def center_crop_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) -> tf.Tensor:
+    """[H, W, 3] uint8 or float -> [size, size, 3] float32 in [0, 1]: the evaluation view.
+
+    Takes the central square of side `crop_fraction` x min(H, W) and resizes it (bilinear,
+    antialiased). 1.0 keeps the whole short side (CIFAR-style); DeepMind's ImageNet evaluation
+    uses 224 / 256 = 0.875.
+    """
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(f"crop_fraction={crop_fraction} must be in (0, 1].")
+    shape = tf.shape(image)
+    short = tf.minimum(shape[0], shape[1])
+    side = tf.maximum(tf.cast(tf.cast(short, tf.float32) * crop_fraction, tf.int32), 1)
+    top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+    image = image[top : top + side, left : left + side]
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = tf.image.resize(image, [size, size], antialias=True)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
+
+
 def eval_dataset(
     source: Source,
     config: ml_collections.ConfigDict,
@@ -194,15 +213,7 @@ def eval_dataset(
     size = image_size or config.data.image_size
 
     def prepare(example):
-        image = example["image"]
-        shape = tf.shape(image)
-        side = tf.minimum(shape[0], shape[1])
-        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
-        image = image[top : top + side, left : left + side]
-        image = tf.image.convert_image_dtype(image, tf.float32)
-        image = tf.image.resize(image, [size, size], antialias=True)
-        image = tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
-        return {"image": image, "label": example["label"]}
+        return {"image": center_crop_resize(example["image"], size), "label": example["label"]}
 
     ds = source.ordered_examples().map(
         prepare, num_parallel_calls=_autotune(config.data.num_parallel_calls)

@@ -62,6 +62,12 @@ class Source:
         default=None, repr=False, compare=False
     )
     reader: _TfdsReader | None = dataclasses.field(default=None, repr=False, compare=False)
+    # Known without reading images (synthetic, folders, cached sources): int64 [num_examples],
+    # in index order. Downstream tools use it to pick label subsets cheaply.
+    labels: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    # Folders: each example's path relative to the folder, in index order (subset files list
+    # these). None elsewhere, where the index names an example.
+    example_ids: list[str] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if (self.lookup is None) == (self.reader is None):
@@ -204,8 +210,9 @@ def _cache_in_memory(source: Source) -> Source:
         source.spec,
         flat.nbytes / 2**20,
     )
-    lookup = _table_lookup(flat, shapes, np.concatenate(labels))
-    return dataclasses.replace(source, lookup=lookup, reader=None)
+    labels = np.concatenate(labels)
+    lookup = _table_lookup(flat, shapes, labels)
+    return dataclasses.replace(source, lookup=lookup, reader=None, labels=labels)
 
 
 def _synthetic(spec: str, split: str, config: ml_collections.ConfigDict) -> Source:
@@ -224,6 +231,7 @@ def _synthetic(spec: str, split: str, config: ml_collections.ConfigDict) -> Sour
         count,
         s.num_classes,
         lookup=lambda i: (tf.gather(stacked, i), tf.gather(labels_t, i)),
+        labels=labels,
     )
 
 
@@ -330,7 +338,8 @@ def _folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Source:
     if not ok.any():
         raise ValueError(f"Image folder {path!r} has no readable images ({skipped} skipped).")
     files_t = tf.constant(files[ok].tolist())
-    labels_t = tf.constant(np.array(labels, np.int64)[ok])
+    kept_labels = np.array(labels, np.int64)[ok]
+    labels_t = tf.constant(kept_labels)
     return Source(
         spec,
         int(ok.sum()),
@@ -338,6 +347,8 @@ def _folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Source:
         skipped=skipped,
         class_names=class_names,
         lookup=lambda i: (decode_image(tf.io.read_file(files_t[i])), labels_t[i]),
+        labels=kept_labels,
+        example_ids=[os.path.relpath(f, path) for f in files[ok]],
     )
 
 

@@ -1,0 +1,83 @@
+"""What every downstream tool opens first: labelled train/test sources and the encoder.
+
+`open_run` checks the config, loads both sources (they must have labels and must not share
+examples), and loads the exported encoder, or, for the baselines, a randomly initialised
+encoder of the same architecture (`encoders.random_init_export`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+
+import ml_collections
+
+from byol_tf.data import Source, load_source
+from byol_tf.evaluation import config as eval_config
+from byol_tf.evaluation import subsets
+from byol_tf.evaluation.encoders import SavedModelEncoder, load_encoder_layer, random_init_export
+
+
+@dataclasses.dataclass
+class Run:
+    train: Source
+    test: Source
+    encoder: SavedModelEncoder
+    image_size: int
+    num_classes: int
+    init: str  # "pretrained" or "random"
+
+    def data_record(self, num_train: int | None = None, num_test: int | None = None) -> dict:
+        """The report's `data` object."""
+        return {
+            "train": self.train.spec,
+            "test": self.test.spec,
+            "num_train": int(self.train.num_examples if num_train is None else num_train),
+            "num_test": int(self.test.num_examples if num_test is None else num_test),
+            "num_classes": int(self.num_classes),
+            "image_size": int(self.image_size),
+        }
+
+
+def open_sources(
+    train_spec: str, test_spec: str, config: ml_collections.ConfigDict
+) -> tuple[Source, Source]:
+    """Both sources, checked: valid config, labels present, no example in both."""
+    eval_config.validate(config)
+    train = load_source(train_spec, config)
+    test = load_source(test_spec, config)
+    subsets.require_labels(train, "train")
+    subsets.require_labels(test, "test")
+    subsets.check_disjoint(train, test)
+    return train, test
+
+
+def open_encoder(
+    encoder_path: str,
+    config: ml_collections.ConfigDict,
+    random_init: bool = False,
+    trainable: bool = False,
+) -> tuple[SavedModelEncoder, int]:
+    """The exported encoder (or its random-initialised twin) and the image size it takes."""
+    size = config.data.image_size
+    if not random_init:
+        return load_encoder_layer(encoder_path, size, trainable=trainable)
+    # Loaded variables live in memory, so the temporary export can go at once.
+    with tempfile.TemporaryDirectory(prefix="byol_random_init_") as tmp:
+        path = random_init_export(encoder_path, f"{tmp}/encoder", size, config.seed)
+        return load_encoder_layer(path, size, trainable=trainable)
+
+
+def open_run(
+    encoder_path: str,
+    train_spec: str,
+    test_spec: str,
+    config: ml_collections.ConfigDict,
+    random_init: bool = False,
+    trainable: bool = False,
+) -> Run:
+    """Checks and loads everything a tool needs, failing early with errors that say what to do."""
+    train, test = open_sources(train_spec, test_spec, config)
+    encoder, size = open_encoder(encoder_path, config, random_init, trainable)
+    init = "random" if random_init else "pretrained"
+    return Run(train, test, encoder, size, max(train.num_classes, test.num_classes), init)

@@ -1,0 +1,121 @@
+"""kNN from a SavedModel (tool and library) and the in-training kNN monitor."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from downstream_data import REPO, data, eval_config, specs
+from test_train import tiny_config
+
+from byol_tf import config as config_lib
+from byol_tf import knn, train
+from byol_tf.data import load_source
+from byol_tf.evaluation import report
+from byol_tf.evaluation.knn_eval import run_knn_eval
+from byol_tf.monitor import KnnMonitor
+
+
+def signature_features(path, source, config):
+    """Representations straight from the SavedModel's serving signature, as a user would."""
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    features, labels = [], []
+    for batch in source.ordered_examples().batch(32):
+        images = tf.image.convert_image_dtype(batch["image"], tf.float32)
+        features.append(serve(images=images)["representation"].numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def test_knn_eval_matches_the_signature_and_is_above_chance():
+    paths = data()
+    c = eval_config("knn_eval")
+    r = run_knn_eval(paths["encoder"], *specs(), c).report
+    assert r["mode"] == "knn" and r["settings"]["k"] == 20 and r["top1"] > 0.65
+    # The same numbers from features computed independently (16 px images need no resizing).
+    train_src, test_src = (load_source(s, c) for s in specs())
+    expected = knn.knn_accuracy(
+        *signature_features(paths["encoder"], train_src, c),
+        *signature_features(paths["encoder"], test_src, c),
+        num_classes=4,
+        k=20,
+        temperature=0.1,
+    )
+    assert r["top1"] == pytest.approx(expected["top1"]) and r["top5"] == expected["top5"]
+
+
+@pytest.mark.slow
+def test_knn_eval_cli_writes_the_report(tmp_path):
+    paths = data()
+    train_spec, test_spec = specs()
+    output = tmp_path / "knn.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "knn_eval.py"),
+            "--encoder=" + paths["encoder"],
+            f"--train={train_spec}",
+            f"--test={test_spec}",
+            f"--output={output}",
+            "--config=" + os.path.join(REPO, "configs", "knn_eval.py") + ":local",
+            "--config.knn.k=5",
+            "--random_init",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = report.read_report(str(output))
+    assert written["tool"] == "knn_eval" and written["init"] == "random"
+    assert written["settings"]["k"] == 5 and written["subset"] is None
+    assert "knn_eval (knn) [random init]: top-1" in result.stdout
+
+
+def test_knn_monitor_logs_knn_accuracy_and_leaves_the_weights_alone(tmp_path):
+    c = tiny_config(
+        **{
+            "schedule.total_steps": 12,  # stopped at 8: no end-of-run export (slow, not needed)
+            "train.log_every_steps": 4,
+            "eval.knn_train": "synthetic:train",
+            "eval.knn_test": "synthetic:test",
+            "eval.knn_every_epochs": 1,
+            "data.synthetic.num_test": 32,
+        }
+    )
+    trainer = train.Trainer(c, str(tmp_path))
+    trainer.fit(stop_at_step=8)  # 4 steps per epoch: epochs end at steps 4 and 8
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    knn_records = [r for r in map(json.loads, lines) if "knn_top1" in r]
+    assert [r["step"] for r in knn_records] == [4, 8]
+    assert [r["epoch"] for r in knn_records] == [1.0, 2.0]
+    assert all(0.0 <= r["knn_top1"] <= r["knn_top5"] <= 1.0 for r in knn_records)
+    assert any("loss" in json.loads(line) for line in lines)
+    event_dir = tmp_path / "tensorboard"
+    tags = {
+        value.tag
+        for name in os.listdir(event_dir)
+        for event in tf.compat.v1.train.summary_iterator(str(event_dir / name))
+        for value in event.summary.value
+    }
+    assert {"knn_top1", "knn_top5", "loss"} <= tags
+    # An evaluation reads the online encoder in inference mode: no weight and no BatchNorm
+    # statistic moves, so training goes on exactly as without the monitor.
+    before = [v.numpy() for v in trainer.online.weights]
+    logged = []
+    monitor = KnnMonitor(trainer.online.encoder, c, 4, lambda s, v: logged.append((s, v)) or v)
+    monitor.on_epoch_end(2)
+    assert logged and logged[0][0] == 12 and set(logged[0][1]) == {"knn_top1", "knn_top5"}
+    for a, v in zip(before, trainer.online.weights):
+        np.testing.assert_array_equal(a, v.numpy())
+    # Off by default: a run without eval.knn_every_epochs logs no kNN record.
+    assert tiny_config().eval.knn_every_epochs == 0
+
+
+def test_knn_every_epochs_needs_a_labelled_pair():
+    c = tiny_config(**{"eval.knn_every_epochs": 2})
+    with pytest.raises(ValueError, match="eval.knn_every_epochs=2 needs a labelled pair"):
+        config_lib.validate(c)
