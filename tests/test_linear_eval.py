@@ -3,6 +3,7 @@ both modes, learning-rate selection on a validation split, the JSON report, clea
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,42 @@ def test_augmented_mode_selects_lr_on_validation_split():
     assert r["settings"]["retrained_on_full"] is True
     assert r["top1"] > CHANCE + 0.4, r["top1"]
     assert_same(layer_variables(result.encoder), saved_variables(paths["encoder"]))
+
+
+def test_report_schema_rejects_what_it_does_not_describe(tmp_path):
+    good = report.make_report(
+        "knn_eval",
+        "enc",
+        "pretrained",
+        {
+            "train": "a",
+            "test": "b",
+            "num_train": 4,
+            "num_test": 2,
+            "num_classes": 2,
+            "image_size": 8,
+        },
+        "knn",
+        {"k": 3},
+        {"top1": 0.5, "top5": 1.0},
+        1.0,
+    )
+    report.validate_report(good)
+    bad = [
+        ({"top1": 1.5}, "top1=1.5 is not a fraction"),
+        ({"mode": "cached"}, "mode='cached' is not valid for tool 'knn_eval'"),
+        ({"tool": "probe"}, "tool='probe' is not one of"),
+        ({"wall_time_s": "1"}, "wall_time_s='1' should be of type"),
+        ({"subset": {"num_examples": 3}}, "subset lacks method, per_class, seed, sha256"),
+        ({"top5": 0.25}, "top5=0.25 is below top1=0.5"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            report.validate_report({**good, **change})
+    incomplete = {k: v for k, v in good.items() if k != "encoder"}
+    with pytest.raises(ValueError, match="The report lacks encoder"):
+        report.write_report(incomplete, str(tmp_path / "r.json"))
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_auto_mode_is_cached_on_cpu():
