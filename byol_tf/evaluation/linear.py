@@ -153,7 +153,9 @@ def run_linear_eval(
     )
 
     base_lrs = [float(lr) for lr in c.optimizer.base_learning_rates]
-    lrs = [scaled_learning_rate(lr, c.train.batch_size) for lr in base_lrs]
+    # Scaled by the batch actually used (the whole train source when it is smaller).
+    batch = inputs.effective_batch(c.train.batch_size, train_source.num_examples)
+    lrs = [scaled_learning_rate(lr, batch) for lr in base_lrs]
     everything = np.arange(train_source.num_examples)
     selection = None
     if len(lrs) > 1:
@@ -162,10 +164,10 @@ def run_linear_eval(
             labels, train_source.num_classes, c.train.val_fraction, c.seed
         )
         val_x, val_y = protocol.features(val_idx)
-        val_top1 = []
+        val_top1, candidates = [], []
         for lr in lrs:
-            head, _ = protocol.train(fit_idx, lr, name=f"lr {lr:g}")
-            val_top1.append(_score(head, val_x, val_y)["top1"])
+            candidates.append(protocol.train(fit_idx, lr, name=f"lr {lr:g}"))
+            val_top1.append(_score(candidates[-1][0], val_x, val_y)["top1"])
         best = int(np.argmax(val_top1))  # ties: the first (smallest, if sorted) candidate
         selection = {
             "fit_examples": len(fit_idx),
@@ -176,7 +178,7 @@ def run_linear_eval(
         if c.train.retrain_on_full:
             head, losses = protocol.train(everything, chosen, name="final")
         else:
-            head, losses = protocol.train(fit_idx, chosen, name="final")
+            head, losses = candidates[best]
     else:
         best, chosen = 0, lrs[0]
         head, losses = protocol.train(everything, chosen, name="final")
@@ -190,7 +192,7 @@ def run_linear_eval(
         "selection": selection,
         "retrained_on_full": selection is None or bool(c.train.retrain_on_full),
         "epochs": c.schedule.epochs,
-        "batch_size": inputs.effective_batch(c.train.batch_size, train_source.num_examples),
+        "batch_size": batch,
         "final_train_loss": losses[-1],
         "mode_requested": c.train.mode,
         "config": c.to_dict(),
