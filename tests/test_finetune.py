@@ -78,6 +78,7 @@ def test_from_scratch_uses_the_same_subset_from_its_file(finetuned):
     result, out = finetuned
     pretrained = result.report
     c = eval_config("finetune")
+    c.schedule.epochs = 1
     scratch = run_finetune(
         paths["encoder"], *specs(), c, subset_file=str(out / "subset.txt"), from_scratch=True
     ).report

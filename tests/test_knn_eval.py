@@ -62,7 +62,6 @@ def test_knn_eval_cli_writes_the_report(tmp_path):
             f"--output={output}",
             "--config=" + os.path.join(REPO, "configs", "knn_eval.py") + ":local",
             "--config.knn.k=5",
-            "--random_init",
         ],
         capture_output=True,
         text=True,
@@ -70,28 +69,29 @@ def test_knn_eval_cli_writes_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = report.read_report(str(output))
-    assert written["tool"] == "knn_eval" and written["init"] == "random"
+    assert written["tool"] == "knn_eval" and written["init"] == "pretrained"
     assert written["settings"]["k"] == 5 and written["subset"] is None
-    assert "knn_eval (knn) [random init]: top-1" in result.stdout
+    assert "knn_eval (knn): top-1" in result.stdout
 
 
 def test_knn_monitor_logs_knn_accuracy_and_leaves_the_weights_alone(tmp_path):
     c = tiny_config(
         **{
-            "schedule.total_steps": 12,  # stopped at 8: no end-of-run export (slow, not needed)
-            "train.log_every_steps": 4,
+            "data.synthetic.num_train": 32,  # 2 steps per epoch
+            "schedule.total_steps": 8,  # stopped at 6: no end-of-run export (slow, not needed)
+            "train.log_every_steps": 2,
             "eval.knn_train": "synthetic:train",
             "eval.knn_test": "synthetic:test",
-            "eval.knn_every_epochs": 1,
+            "eval.knn_every_epochs": 2,
             "data.synthetic.num_test": 32,
         }
     )
     trainer = train.Trainer(c, str(tmp_path))
-    trainer.fit(stop_at_step=8)  # 4 steps per epoch: epochs end at steps 4 and 8
+    trainer.fit(stop_at_step=6)  # epochs end at steps 2, 4 and 6; only epoch 2 is a multiple of 2
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     knn_records = [r for r in map(json.loads, lines) if "knn_top1" in r]
-    assert [r["step"] for r in knn_records] == [4, 8]
-    assert [r["epoch"] for r in knn_records] == [1.0, 2.0]
+    assert [r["step"] for r in knn_records] == [4]
+    assert [r["epoch"] for r in knn_records] == [2.0]
     assert all(0.0 <= r["knn_top1"] <= r["knn_top5"] <= 1.0 for r in knn_records)
     assert any("loss" in json.loads(line) for line in lines)
     event_dir = tmp_path / "tensorboard"
@@ -106,9 +106,10 @@ def test_knn_monitor_logs_knn_accuracy_and_leaves_the_weights_alone(tmp_path):
     # statistic moves, so training goes on exactly as without the monitor.
     before = [v.numpy() for v in trainer.online.weights]
     logged = []
-    monitor = KnnMonitor(trainer.online.encoder, c, 4, lambda s, v: logged.append((s, v)) or v)
-    monitor.on_epoch_end(2)
-    assert logged and logged[0][0] == 12 and set(logged[0][1]) == {"knn_top1", "knn_top5"}
+    monitor = KnnMonitor(trainer.online.encoder, c, 2, lambda s, v: logged.append((s, v)) or v)
+    monitor.on_epoch_end(2)  # epoch 3: not a multiple of 2, nothing to do
+    monitor.on_epoch_end(3)
+    assert [s for s, _ in logged] == [8] and set(logged[0][1]) == {"knn_top1", "knn_top5"}
     for a, v in zip(before, trainer.online.weights):
         np.testing.assert_array_equal(a, v.numpy())
     # Off by default: a run without eval.knn_every_epochs logs no kNN record.

@@ -12,15 +12,14 @@ uses the same examples; --write_subset saves their list. --export writes the fin
 classifier as a SavedModel (images in [0, 1] -> logits, probabilities).
 """
 
-import json
 import os
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags, logging
+import _downstream
+from absl import app, flags
 from ml_collections import config_flags
 
 from byol_tf.evaluation.finetune import run_finetune
-from byol_tf.evaluation.report import summary_line, write_report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -28,30 +27,25 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file.",
     lock_config=True,
 )
-_ENCODER = flags.DEFINE_string("encoder", None, "The exported encoder (SavedModel directory).")
-_TRAIN = flags.DEFINE_string("train", None, "Labelled source the subset is drawn from.")
-_TEST = flags.DEFINE_string("test", None, "Labelled source to report accuracy on.")
 _FRACTION = flags.DEFINE_float(
     "label_fraction", None, "Fraction of the train labels, in (0, 1] (default: the config's)."
 )
 _PER_CLASS = flags.DEFINE_integer("labels_per_class", None, "Labelled examples per class.")
 _SUBSET_FILE = flags.DEFINE_string("subset_file", None, "A file listing the examples to use.")
 _FROM_SCRATCH = flags.DEFINE_bool("from_scratch", False, "Random initialisation (baseline).")
-_OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON report.")
 _EXPORT = flags.DEFINE_string("export", None, "Where to export the fine-tuned classifier.")
 _WRITE_SUBSET = flags.DEFINE_string("write_subset", None, "Where to write the subset's list.")
-flags.mark_flags_as_required(["encoder", "train", "test"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    _downstream.quiet_tensorflow()
+    d = _downstream
     result = run_finetune(
-        _ENCODER.value,
-        _TRAIN.value,
-        _TEST.value,
+        d.ENCODER.value,
+        d.TRAIN.value,
+        d.TEST.value,
         _CONFIG.value,
         label_fraction=_FRACTION.value,
         labels_per_class=_PER_CLASS.value,
@@ -60,13 +54,9 @@ def main(argv):
         export_dir=_EXPORT.value,
         write_subset=_WRITE_SUBSET.value,
     )
-    print(summary_line(result.report))
     if result.export_dir:
         print(f"Fine-tuned classifier exported to {result.export_dir}")
-    if _OUTPUT.value:
-        print(f"Report: {write_report(result.report, _OUTPUT.value)}")
-    else:
-        print(json.dumps(result.report, indent=2, sort_keys=True))
+    d.finish(result.report)
 
 
 if __name__ == "__main__":

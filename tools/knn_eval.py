@@ -8,15 +8,14 @@ The train source is the memory bank (k=200, T=0.1 by default). Prints a one-line
 writes the JSON report to --output, or prints it when --output is not given.
 """
 
-import json
 import os
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags, logging
+import _downstream
+from absl import app, flags
 from ml_collections import config_flags
 
 from byol_tf.evaluation.knn_eval import run_knn_eval
-from byol_tf.evaluation.report import summary_line, write_report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -24,27 +23,18 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file.",
     lock_config=True,
 )
-_ENCODER = flags.DEFINE_string("encoder", None, "The exported encoder (SavedModel directory).")
-_TRAIN = flags.DEFINE_string("train", None, "Labelled source: the kNN memory bank.")
-_TEST = flags.DEFINE_string("test", None, "Labelled source to report accuracy on.")
-_OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON report.")
 _RANDOM_INIT = flags.DEFINE_bool("random_init", False, "Evaluate a random-initialised twin.")
-flags.mark_flags_as_required(["encoder", "train", "test"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    _downstream.quiet_tensorflow()
+    d = _downstream
     result = run_knn_eval(
-        _ENCODER.value, _TRAIN.value, _TEST.value, _CONFIG.value, random_init=_RANDOM_INIT.value
+        d.ENCODER.value, d.TRAIN.value, d.TEST.value, _CONFIG.value, random_init=_RANDOM_INIT.value
     )
-    print(summary_line(result.report))
-    if _OUTPUT.value:
-        print(f"Report: {write_report(result.report, _OUTPUT.value)}")
-    else:
-        print(json.dumps(result.report, indent=2, sort_keys=True))
+    d.finish(result.report)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import keras
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -45,6 +46,17 @@ def l2_gradients(grads: Sequence, variables: Sequence, weight_decay: float) -> l
         g + weight_decay * tf.convert_to_tensor(v) if g is not None and len(v.shape) >= 2 else g
         for g, v in zip(grads, variables)
     ]
+
+
+def sgd_settings(config: ml_collections.ConfigDict) -> dict:
+    """`fit`'s optimizer and schedule arguments from a downstream config."""
+    return dict(
+        momentum=config.optimizer.momentum,
+        nesterov=config.optimizer.nesterov,
+        weight_decay=config.optimizer.weight_decay,
+        warmup_epochs=config.schedule.warmup_epochs,
+        progress=config.train.progress_bar,
+    )
 
 
 def fit(

@@ -140,12 +140,8 @@ def run_finetune(
         c.schedule.epochs,
         steps_per_epoch,
         lr,
-        momentum=c.optimizer.momentum,
-        nesterov=c.optimizer.nesterov,
-        weight_decay=c.optimizer.weight_decay,
-        warmup_epochs=c.schedule.warmup_epochs,
-        progress=c.train.progress_bar,
         name="finetune",
+        **classifier.sgd_settings(c),
     )
     scores, labels = classifier.predict(
         logits_fn, inputs.eval_batches(test, None, c, image_size, c.eval.batch_size)

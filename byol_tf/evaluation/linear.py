@@ -115,12 +115,8 @@ class _Protocol:
             c.schedule.epochs,
             inputs.steps_per_epoch(c.train.batch_size, len(indices)),
             lr,
-            momentum=c.optimizer.momentum,
-            nesterov=c.optimizer.nesterov,
-            weight_decay=c.optimizer.weight_decay,
-            warmup_epochs=c.schedule.warmup_epochs,
-            progress=c.train.progress_bar,
             name=name,
+            **classifier.sgd_settings(c),
         )
         return head, losses
 
