@@ -40,6 +40,16 @@ def _sublayers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
+@pytest.fixture(autouse=True)
+def _forget_the_global_seed():
+    """These tests seed TF globally (set_random_seed, the Trainer). Leave no global seed for the
+    modules after this one: with a global seed of 0, TF's get_seed compares a tensor op seed
+    as a Python bool inside tf.data functions, which breaks the TFDS reader's seeded shuffle
+    (tests/test_data.py); reported, not fixed here."""
+    yield
+    tf.random.set_seed(None)
+
+
 @pytest.fixture(scope="module")
 def bn_encoder():
     """A BatchNorm encoder whose gammas and betas are not the identity (so they must be kept)."""
