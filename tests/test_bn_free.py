@@ -137,7 +137,9 @@ def test_no_batch_norm_remains_and_the_model_round_trips(bn_encoder, tmp_path):
 
 def test_remove_batchnorm_rejects_other_models():
     with pytest.raises(TypeError, match="Sequential"):
-        remove_batchnorm(keras.Sequential([keras.layers.Dense(2)]), np.zeros((2, 3)))
+        # Named layers: auto-names would shift Keras's per-process counters other tests read.
+        dense = keras.Sequential([keras.layers.Dense(2, name="head")], name="plain")
+        remove_batchnorm(dense, np.zeros((2, 3)))
     group_ws = ResNet(depth=18, base_width=4, stem="cifar", norm="group_ws", gn_groups=2)
     group_ws(_images(9))
     with pytest.raises(TypeError, match="GroupNormalization"):
