@@ -8,14 +8,20 @@ them into steps. `validate` rejects bad values with an error that names the fiel
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet200")
-ENCODER_NORMS = ("batch", "sync_batch", "group_ws")
+# "bn_free_init": BatchNorm replaced by a per-channel affine initialised from one BN forward
+# pass on augmented data (Richemond et al. 2020); see byol_tf/models/bn_free.py.
+ENCODER_NORMS = ("batch", "sync_batch", "group_ws", "bn_free_init")
 HEAD_NORMS = ("batch", "layer", "none")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("lars", "sgd")
+# "byol": the paper. "nt_xent": SimCLR's contrastive loss on the online projections, a baseline.
+OBJECTIVES = ("byol", "nt_xent")
 
 
 def view_config(blur_p: float, solarize_p: float) -> ml_collections.ConfigDict:
@@ -101,6 +107,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Variables whose path matches any of these regexes skip weight decay and the trust ratio.
     # Matched with re.search on `variable.path` (Keras 3's `variable.name` is only the last part).
     c.optimizer.exclude_patterns = (r"(^|/)bias$", r"(^|/)beta$", r"(^|/)gamma$")
+    # LARS scope: only variables whose path matches one of these regexes (and no exclude
+    # pattern) get the trust ratio; the others keep weight decay and plain momentum.
+    # Empty: every non-excluded variable (the paper).
+    c.optimizer.lars_include_patterns = ()
 
     c.schedule = ml_collections.ConfigDict()
     c.schedule.epochs = 1000
@@ -109,6 +119,11 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.ema = ml_collections.ConfigDict()
     c.ema.tau_base = 0.996
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.name = "byol"  # one of OBJECTIVES
+    # nt_xent only: cosine similarities are divided by this before the softmax.
+    c.objective.temperature = 0.1
 
     c.train = ml_collections.ConfigDict()
     c.train.strategy = "default"
@@ -178,6 +193,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice(config.train.strategy, STRATEGIES, "train.strategy")
     _check_choice(config.train.precision, PRECISIONS, "train.precision")
     _check_choice(config.optimizer.name, OPTIMIZERS, "optimizer.name")
+    _check_choice(config.objective.name, OBJECTIVES, "objective.name")
+    if config.objective.temperature <= 0:
+        raise ValueError(f"objective.temperature={config.objective.temperature} must be > 0.")
+    for field in ("exclude_patterns", "lars_include_patterns"):
+        for pattern in config.optimizer[field]:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"optimizer.{field} has a bad regex {pattern!r}: {e}.") from e
     if config.data.global_batch_size < 1:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
     if config.train.steps_per_call < 1:

@@ -1,4 +1,4 @@
-"""BYOL's regression loss between online predictions and target projections.
+"""BYOL's regression loss, and the NT-Xent contrastive loss used as a baseline.
 
 Both functions return one value per example and leave the batch reduction to the caller. In a
 distributed step, average over the *global* batch with
@@ -55,3 +55,54 @@ def byol_loss(
     return regression_loss(online_pred_view1, target_proj_view2) + regression_loss(
         online_pred_view2, target_proj_view1
     )
+
+
+# Subtracted from an example's similarity with itself so that it drops out of the softmax.
+_SELF_MASK = 1e9
+
+
+def nt_xent_loss(
+    z1: tf.Tensor,
+    z2: tf.Tensor,
+    temperature: float,
+    z1_keys: tf.Tensor | None = None,
+    z2_keys: tf.Tensor | None = None,
+    offset=0,
+) -> tf.Tensor:
+    """SimCLR's NT-Xent per example, summed over the two views as anchors.
+
+    Of 2N projections (two views of N images), each anchor's positive is the other view of
+    its image and its negatives are the other 2N - 2; the denominator runs over all 2N - 1
+    projections but the anchor itself. Similarities are cosines divided by `temperature`.
+
+    Under data parallelism each replica holds a slice of the batch: `z1`, `z2` [b, D] are
+    this replica's anchors, `z1_keys`, `z2_keys` [N, D] the projections of the whole global
+    batch (all-gathered, this replica's slice included), and `offset` the index of this
+    replica's first example in them. Without keys the anchors are the whole batch.
+
+    Returns:
+      float32 [b]: loss(view1 anchor) + loss(view2 anchor) of each example. Averaged over the
+      global batch N (`tf.nn.compute_average_loss`), this is the sum of the two views' mean
+      losses, as in SimCLR's code (twice the mean over the 2N anchors of the paper's formula).
+    """
+    z1, z2 = (
+        tf.math.l2_normalize(tf.cast(z, tf.float32), axis=-1, epsilon=_NORM_EPSILON)
+        for z in (z1, z2)
+    )
+    if z1_keys is None:
+        z1_keys, z2_keys = z1, z2
+    else:
+        z1_keys, z2_keys = (
+            tf.math.l2_normalize(tf.cast(z, tf.float32), axis=-1, epsilon=_NORM_EPSILON)
+            for z in (z1_keys, z2_keys)
+        )
+    own = tf.range(tf.shape(z1)[0]) + tf.cast(offset, tf.int32)  # anchors' indices in the keys
+    self_mask = tf.one_hot(own, tf.shape(z1_keys)[0]) * _SELF_MASK
+
+    def direction(anchors, same_view_keys, other_view_keys):
+        positive_and_cross = tf.matmul(anchors, other_view_keys, transpose_b=True) / temperature
+        same_view = tf.matmul(anchors, same_view_keys, transpose_b=True) / temperature - self_mask
+        logits = tf.concat([positive_and_cross, same_view], axis=1)  # [b, 2N]
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=own, logits=logits)
+
+    return direction(z1, z1_keys, z2_keys) + direction(z2, z2_keys, z1_keys)

@@ -10,6 +10,10 @@ trust ratio, so they follow plain momentum SGD.
 Differences from the reference: one exclusion list serves both the decay and the trust ratio
 (the reference has two filters, set to the same one in BYOL), and Nesterov momentum is an
 option (off by default; the reference has none).
+
+LARS scope (Fetterman & Albrecht's ablation): `include_patterns` narrows the trust ratio to
+the variables whose path matches one of them; the others that are not excluded keep the
+weight decay and plain momentum. Empty means every non-excluded variable, as in the paper.
 """
 
 from __future__ import annotations
@@ -46,6 +50,21 @@ def excluded_variables(variables: Iterable, patterns: Iterable[str | re.Pattern]
     return [v for v in variables if is_excluded(_variable_path(v), patterns)]
 
 
+def trust_ratio_variables(
+    variables: Iterable,
+    exclude_patterns: Iterable[str | re.Pattern],
+    include_patterns: Iterable[str | re.Pattern] = (),
+) -> list:
+    """The variables LARS rescales by the trust ratio: not excluded, and matching one of
+    `include_patterns` unless it is empty (then all non-excluded ones). Original order."""
+    exclude, include = tuple(exclude_patterns), tuple(include_patterns)
+    return [v for v in variables if _adapted(_variable_path(v), exclude, include)]
+
+
+def _adapted(path: str, exclude: tuple, include: tuple) -> bool:
+    return not is_excluded(path, exclude) and (not include or is_excluded(path, include))
+
+
 def lars_update(
     param,
     grad,
@@ -56,6 +75,7 @@ def lars_update(
     trust_coefficient: float,
     excluded: bool,
     nesterov: bool = False,
+    trust_ratio: bool = True,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One LARS step for one variable; returns (new_param, new_velocity).
 
@@ -69,6 +89,8 @@ def lars_update(
         no weight decay and no trust ratio.
       nesterov: if True the step is lr * (momentum * new_velocity + g) instead of
         lr * new_velocity.
+      trust_ratio: False leaves a non-excluded variable's gradient (with weight decay) unscaled:
+        outside the LARS scope.
     """
     param = tf.convert_to_tensor(param)
     dtype = param.dtype
@@ -76,6 +98,7 @@ def lars_update(
     velocity = tf.cast(velocity, dtype)
     if not excluded:
         grad = grad + tf.cast(weight_decay, dtype) * param
+    if not excluded and trust_ratio:
         param_norm = tf.norm(param)
         grad_norm = tf.norm(grad)
         usable = tf.logical_and(param_norm > 0, grad_norm > 0)
@@ -116,6 +139,7 @@ class LARS(keras.optimizers.Optimizer):
         trust_coefficient: float = 1e-3,
         nesterov: bool = False,
         exclude_patterns: Sequence[str] = DEFAULT_EXCLUDE_PATTERNS,
+        include_patterns: Sequence[str] = (),
         name: str = "lars",
         **kwargs,
     ):
@@ -131,13 +155,14 @@ class LARS(keras.optimizers.Optimizer):
             raise ValueError(f"weight_decay_rate={weight_decay_rate} must be >= 0.")
         if trust_coefficient <= 0.0:
             raise ValueError(f"trust_coefficient={trust_coefficient} must be > 0.")
-        for pattern in exclude_patterns:
+        for pattern in (*exclude_patterns, *include_patterns):
             re.compile(pattern)  # Fail now on a malformed regex, not at build time.
         self.momentum = float(momentum)
         self.weight_decay_rate = float(weight_decay_rate)
         self.trust_coefficient = float(trust_coefficient)
         self.nesterov = bool(nesterov)
         self.exclude_patterns = tuple(exclude_patterns)
+        self.include_patterns = tuple(include_patterns)
 
     def build(self, variables):
         if self.built:
@@ -147,6 +172,16 @@ class LARS(keras.optimizers.Optimizer):
         self._excluded = tuple(
             is_excluded(_variable_path(v), self.exclude_patterns) for v in variables
         )
+        self._adapted = tuple(
+            _adapted(_variable_path(v), self.exclude_patterns, self.include_patterns)
+            for v in variables
+        )
+        if self.include_patterns and not any(self._adapted):
+            logging.warning(
+                "LARS include_patterns %s match no variable: no trust ratio anywhere "
+                "(momentum SGD with weight decay).",
+                self.include_patterns,
+            )
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -161,6 +196,7 @@ class LARS(keras.optimizers.Optimizer):
             trust_coefficient=self.trust_coefficient,
             excluded=self._excluded[index],
             nesterov=self.nesterov,
+            trust_ratio=self._adapted[index],
         )
         self.assign(velocity, new_velocity)
         self.assign(variable, new_param)
@@ -173,6 +209,7 @@ class LARS(keras.optimizers.Optimizer):
             trust_coefficient=self.trust_coefficient,
             nesterov=self.nesterov,
             exclude_patterns=list(self.exclude_patterns),
+            include_patterns=list(self.include_patterns),
         )
         return config
 
@@ -181,7 +218,7 @@ def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.o
     """The optimizer named by `config.optimizer.name` with `learning_rate` (float or schedule).
 
     "lars": `LARS` from `optimizer.{momentum, weight_decay, trust_coefficient, nesterov,
-    exclude_patterns}`.
+    exclude_patterns, lars_include_patterns}`.
     "sgd": `keras.optimizers.SGD` with `optimizer.{momentum, nesterov}` only: no weight decay,
     no trust ratio, no exclusions (the linear-evaluation recipe uses no decay). Keras's SGD
     keeps the learning rate inside its velocity (v = m * v - lr * g), which matches LARS's
@@ -196,6 +233,7 @@ def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.o
             trust_coefficient=opt.trust_coefficient,
             nesterov=opt.nesterov,
             exclude_patterns=tuple(opt.exclude_patterns),
+            include_patterns=tuple(opt.lars_include_patterns),
         )
     if opt.name == "sgd":
         if opt.weight_decay:

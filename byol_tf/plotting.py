@@ -1,11 +1,17 @@
-"""Training curves from a run's `metrics.jsonl`: loss, kNN accuracy (when monitored) and
-collapse_std against epochs, drawn to a PNG with matplotlib (imported only here)."""
+"""Training curves from `metrics.jsonl` as PNG files (matplotlib, imported only when drawing).
+
+`read_metrics` turns a run's log into one record per step (a resumed run logs the steps after
+its last checkpoint twice; the later record wins). `plot_metrics` draws one run's loss, kNN
+accuracy (when monitored) and collapse_std; `plot_curves` draws one metric for several runs
+(the experiment runner's collapse-indicator plots).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 
 PANELS = (
     ("loss", ("loss",), "BYOL loss"),
@@ -15,19 +21,23 @@ PANELS = (
 
 
 def read_metrics(path: str) -> list[dict]:
-    """The records of a metrics.jsonl file (a run's log; a half-written last line is skipped)."""
+    """The records of a metrics.jsonl file, one per step, sorted by step.
+
+    A half-written last line (a run still writing, or killed mid-line) is skipped.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path!r} does not exist: is this a byol-tf workdir?")
-    records = []
+    by_step = {}
     with open(path) as f:
         for line in f:
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a run still writing, or killed mid-line
-    if not records:
+                continue
+            by_step[int(record["step"])] = record
+    if not by_step:
         raise ValueError(f"{path!r} holds no metrics yet.")
-    return records
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
@@ -40,15 +50,28 @@ def series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
     return [p[1] for p in points], [p[2] for p in points]
 
 
-def plot_metrics(records: list[dict], output: str, title: str = "") -> str:
-    """Draws the panels that have data to `output` (PNG); returns the path."""
+def _pyplot():
     try:
         import matplotlib
 
-        matplotlib.use("Agg")  # files only: no display needed
+        matplotlib.use("Agg")  # files only: no display on servers and in CI
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ImportError("Plotting needs matplotlib: pip install -r requirements.txt") from e
+    return plt
+
+
+def _save(fig, output: str) -> str:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    fig.savefig(output, dpi=120)
+    fig.clf()
+    return output
+
+
+def plot_metrics(records: list[dict], output: str, title: str = "") -> str:
+    """Draws the panels that have data to `output` (PNG); returns the path."""
+    plt = _pyplot()
     panels = [p for p in PANELS if any(series(records, k)[0] for k in p[1])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), sharex=True)
     axes = [axes] if len(panels) == 1 else list(axes)
@@ -65,8 +88,36 @@ def plot_metrics(records: list[dict], output: str, title: str = "") -> str:
     axes[-1].set_xlabel("epoch")
     if title:
         axes[0].set_title(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=120)
+    _save(fig, output)
     plt.close(fig)
     return output
+
+
+def plot_curves(
+    runs: Mapping[str, Sequence[dict]],
+    key: str,
+    path: str,
+    title: str = "",
+    x_key: str = "epoch",
+) -> str:
+    """Draws `key` against `x_key` for each run (label -> records) into the PNG `path`.
+
+    Records without `key` are skipped; returns `path`.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, records in runs.items():
+        points = [(r[x_key], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, label=label, linewidth=1.5)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(key)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if len(runs) > 1:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+    return path

@@ -2,8 +2,10 @@
 
 `replica_step` is what each replica runs inside `strategy.run`: both views through the online
 and target towers, the symmetrised loss averaged over the global batch, gradients into the
-optimizer. `make_train_function` wraps it into one `tf.function` that runs several steps per
-call (TPUs need this) and, when asked, the EMA target update inside the same compiled call.
+optimizer. `contrastive_replica_step` is the NT-Xent baseline (`objective.name="nt_xent"`):
+the online encoder and projector only, no predictor, no target. `make_train_function` wraps
+either into one `tf.function` that runs several steps per call (TPUs need this) and, when
+asked, the EMA target update inside the same compiled call.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tensorflow as tf
 
 from byol_tf import augment
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
-from byol_tf.losses import byol_loss
+from byol_tf.losses import byol_loss, nt_xent_loss
 
 
 def collapse_indicator(projections: tf.Tensor) -> tf.Tensor:
@@ -73,6 +75,60 @@ def replica_step(
     return {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
 
 
+def gather_replicas(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x of every replica concatenated in replica order, index of this replica's first row).
+
+    Uses the replica context's all_gather, whose gradient sends each replica the part of the
+    summed upstream gradient that belongs to its own rows, so a loss over gathered keys
+    backpropagates into every replica's projections, as on a single device. All replicas must
+    hold the same number of rows (the global batch is split evenly).
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return x, tf.constant(0, tf.int32)
+    replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    return ctx.all_gather(x, axis=0), replica * tf.shape(x)[0]
+
+
+def _projections(online: keras.Model, view1, view2, concat_views: bool) -> list[tf.Tensor]:
+    def project(images):
+        return online.projector(online.encoder(images, training=True), training=True)
+
+    if concat_views:
+        z = project(tf.concat([view1, view2], axis=0))
+        n = tf.shape(view1)[0]
+        return [z[:n], z[n:]]
+    return [project(view1), project(view2)]
+
+
+def contrastive_replica_step(
+    online: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    view1: tf.Tensor,
+    view2: tf.Tensor,
+    global_batch_size: int,
+    temperature: float,
+    concat_views: bool = False,
+) -> dict[str, tf.Tensor]:
+    """One NT-Xent (SimCLR) update of the online encoder and projector on this replica's views.
+
+    Negatives come from the global batch: the projections of both views are all-gathered
+    across replicas, so every anchor is contrasted with the 2N - 1 others of the global batch
+    of N images, whatever the number of replicas. The predictor is not used and not updated.
+    """
+    variables = online.encoder.trainable_variables + online.projector.trainable_variables
+    with tf.GradientTape() as tape:
+        z1, z2 = (tf.cast(z, tf.float32) for z in _projections(online, view1, view2, concat_views))
+        z1_keys, offset = gather_replicas(z1)
+        z2_keys, _ = gather_replicas(z2)
+        per_example = nt_xent_loss(z1, z2, temperature, z1_keys, z2_keys, offset)
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+        scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+    grads = tape.gradient(scaled, variables)
+    optimizer.apply(grads, variables)
+    return {"loss": loss, "collapse_std": collapse_indicator(z1)}
+
+
 def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tensor) -> dict:
     """Applies the post-crop ops in the step when `augment.on_device` (tf.data only cropped).
 
@@ -103,10 +159,21 @@ def make_train_function(
     global_batch = config.data.global_batch_size
     concat_views = config.model.concat_views
     on_device = config.augment.on_device
+    objective = config.objective
 
     def per_replica(batch, step):
         if on_device:
             batch = device_augment(batch, config, step)
+        if objective.name == "nt_xent":
+            return contrastive_replica_step(
+                online,
+                optimizer,
+                batch["view1"],
+                batch["view2"],
+                global_batch,
+                objective.temperature,
+                concat_views,
+            )
         return replica_step(
             online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
         )

@@ -24,7 +24,12 @@ from byol_tf import data as data_lib
 from byol_tf import distribute, knn
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
 from byol_tf.checkpointing import Checkpointer
-from byol_tf.models import build_towers, fresh_encoder_like
+from byol_tf.models import (
+    build_towers,
+    copy_online_to_target,
+    fresh_encoder_like,
+    init_from_batchnorm,
+)
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
 from byol_tf.schedules import build_lr_schedule, target_tau
@@ -77,6 +82,8 @@ class Trainer:
             self.online, self.target = build_towers(
                 config, encoder=encoder, hidden_layer=hidden_layer
             )
+            if config.model.norm == "bn_free_init":
+                self._bn_free_init(encoder)
             self.lr_schedule = build_lr_schedule(config, self.steps)
             optimizer = build_optimizer(config, self.lr_schedule)
             if config.train.precision == "float16":
@@ -92,6 +99,9 @@ class Trainer:
             target=self.target,
             optimizer=self.optimizer,
         )
+        # The NT-Xent baseline has no target: the tower exists (checkpoints and tools keep one
+        # layout) but is never run, and the EMA is off.
+        self.uses_target = config.objective.name == "byol"
         self.ema = TargetEMA(
             self.online,
             self.target,
@@ -114,6 +124,18 @@ class Trainer:
             # The record of the run; tools/export_encoder.py rebuilds the towers from it.
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 f.write(config.to_json(indent=2))
+
+    def _bn_free_init(self, encoder: keras.Model | None) -> None:
+        """Richemond et al.'s BN-free start: affine params from one BN pass on augmented data."""
+        if encoder is not None:
+            raise ValueError(
+                "model.norm='bn_free_init' initialises the configured ResNet, not your own "
+                "encoder: leave `encoder=` out, or pass an encoder you transformed yourself "
+                "(byol_tf.models.remove_batchnorm works on byol_tf ResNets) with model.norm='batch'."
+            )
+        views = next(iter(data_lib.pretrain_dataset(self.source, self.config)))
+        init_from_batchnorm(self.online.encoder, views["view1"])
+        copy_online_to_target(self.online, self.target)
 
     @property
     def step(self) -> int:
@@ -163,7 +185,8 @@ class Trainer:
             monitors.append(
                 KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
             )
-        callbacks = [self.ema, logger, *monitors, self.exporter, *callbacks]
+        ema = [self.ema] if self.uses_target else []
+        callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
         if self._train_fn is None:
             self._train_fn = make_train_function(
                 self.strategy,
@@ -171,7 +194,7 @@ class Trainer:
                 self.target,
                 self.optimizer,
                 c,
-                self.ema.update if self.ema.in_step else None,
+                self.ema.update if (ema and self.ema.in_step) else None,
             )
         iterator = iter(self._dataset(start))
         previous = signal.signal(signal.SIGTERM, self._request_stop)
@@ -211,6 +234,8 @@ class Trainer:
                         ),
                         "collapse_std": collapse,
                     }
+                    if not self.uses_target:
+                        del logs["tau"]
                 for cb in callbacks:
                     cb.on_train_batch_end(step, logs)
                 for epoch in range(prev // spe, step // spe):

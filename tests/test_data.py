@@ -212,6 +212,24 @@ def test_tfds_pipeline_resumes_exactly(tfds_dir):
     assert_batches_equal(take(data.pretrain_dataset(source, c, start_step=2), 3), full[2:])
 
 
+@pytest.mark.parametrize("global_seed", [0, 7, None])
+def test_tfds_order_ignores_the_global_seed(tfds_dir, global_seed):
+    # tf.data folds TF's global seed into tensor-valued shuffle seeds and, when the global seed
+    # is 0 (what `config.seed=0` sets through the Trainer), evaluates a symbolic tensor as a
+    # Python bool (tensorflow#17284). The epoch order must work and be the same in all cases.
+    c = tiny_config(
+        **{"data.data_dir": tfds_dir, "data.global_batch_size": 10, "augment.on_device": True}
+    )
+    source = data.load_source("tfds:byol_test_digits:train", c)
+    tf.random.set_seed(None)
+    reference = take(data.pretrain_dataset(source, c), 4)
+    try:
+        tf.random.set_seed(global_seed)
+        assert_batches_equal(take(data.pretrain_dataset(source, c), 4), reference)
+    finally:
+        tf.random.set_seed(None)
+
+
 def test_unprepared_or_unknown_tfds_dataset_is_a_clear_error(tmp_path):
     c = tiny_config(**{"data.data_dir": str(tmp_path)})
     with pytest.raises(FileNotFoundError) as info:

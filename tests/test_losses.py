@@ -107,3 +107,69 @@ def test_caller_average_with_compute_average_loss():
     per_example = losses.byol_loss(p1, p2, z1, z2)
     average = tf.nn.compute_average_loss(per_example, global_batch_size=8)
     np.testing.assert_allclose(average.numpy(), per_example.numpy().sum() / 8, rtol=1e-6)
+
+
+# --- NT-Xent --------------------------------------------------------------------------------------
+
+
+def _numpy_nt_xent(z1: np.ndarray, z2: np.ndarray, temperature: float) -> np.ndarray:
+    """SimCLR's formula written out: 2N projections, each anchor against the 2N - 1 others."""
+    z = np.concatenate([z1, z2]).astype(np.float64)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z1)
+    anchor_loss = np.zeros(2 * n)
+    for a in range(2 * n):
+        positive = (a + n) % (2 * n)
+        others = [k for k in range(2 * n) if k != a]
+        denominator = sum(np.exp(z[a] @ z[k] / temperature) for k in others)
+        anchor_loss[a] = -np.log(np.exp(z[a] @ z[positive] / temperature) / denominator)
+    return anchor_loss[:n] + anchor_loss[n:]  # per image: both views as anchors
+
+
+# Three images, 2-d projections drawn by hand; image 2's views disagree the most.
+HAND_Z1 = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+HAND_Z2 = np.array([[0.9, 0.1], [-0.3, 1.0], [1.0, -0.5]], np.float32)
+
+
+def test_nt_xent_matches_numpy_on_a_hand_made_batch():
+    got = losses.nt_xent_loss(HAND_Z1, HAND_Z2, temperature=0.5)
+    expected = _numpy_nt_xent(HAND_Z1, HAND_Z2, 0.5)
+    assert got.shape == (3,) and got.dtype == tf.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+    # The view pair that agrees least costs the most.
+    assert np.argmax(expected) == 2
+    # Another temperature changes the value: the temperature is really applied.
+    assert not np.allclose(losses.nt_xent_loss(HAND_Z1, HAND_Z2, 0.1).numpy(), expected)
+
+
+def test_nt_xent_matches_numpy_on_random_batches():
+    z1, z2 = _random((16, 8), 60), _random((16, 8), 61)
+    np.testing.assert_allclose(
+        losses.nt_xent_loss(z1, z2, 0.2).numpy(), _numpy_nt_xent(z1, z2, 0.2), rtol=1e-4
+    )
+
+
+def test_nt_xent_single_image_has_only_its_positive():
+    # With N = 1 each anchor's only other projection is its positive: the loss is exactly 0.
+    z1, z2 = _random((1, 4), 62), _random((1, 4), 63)
+    np.testing.assert_allclose(losses.nt_xent_loss(z1, z2, 0.1).numpy(), [0.0], atol=1e-6)
+
+
+def test_nt_xent_replica_slice_against_gathered_keys_equals_the_global_loss():
+    # What a replica computes: its own anchors against the whole batch's keys, at its offset.
+    z1, z2 = _random((6, 5), 64), _random((6, 5), 65)
+    full = losses.nt_xent_loss(z1, z2, 0.3).numpy()
+    for start in (0, 2, 4):
+        part = losses.nt_xent_loss(z1[start : start + 2], z2[start : start + 2], 0.3, z1, z2, start)
+        np.testing.assert_allclose(part.numpy(), full[start : start + 2], rtol=1e-5, atol=1e-6)
+    # The wrong offset pairs anchors with other images' views: a different loss.
+    wrong = losses.nt_xent_loss(z1[2:4], z2[2:4], 0.3, z1, z2, 0).numpy()
+    assert not np.allclose(wrong, full[2:4], atol=1e-3)
+
+
+def test_nt_xent_gradient_reaches_anchors_and_keys():
+    z1, z2 = (tf.Variable(_random((4, 6), s)) for s in (66, 67))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(losses.nt_xent_loss(z1, z2, 0.5))
+    g1, g2 = tape.gradient(loss, [z1, z2])
+    assert np.all(np.isfinite(g1.numpy())) and np.abs(g2.numpy()).max() > 0

@@ -1,7 +1,9 @@
-"""byol_tf.optimizers: LARS against a NumPy reference, exclusions by path, the factory, and
-LARS under MirroredStrategy."""
+"""byol_tf.optimizers: LARS against a NumPy reference, exclusions by path, the LARS scope
+(include patterns, checked on a ResNet-18 tower), the factory, and LARS under MirroredStrategy."""
 
 import math
+import os
+import re
 
 import keras
 import numpy as np
@@ -10,6 +12,7 @@ import tensorflow as tf
 
 from byol_tf import config as config_lib
 from byol_tf import optimizers
+from byol_tf.models import build_towers
 from byol_tf.schedules import WarmupCosineSchedule
 
 PATTERNS = optimizers.DEFAULT_EXCLUDE_PATTERNS
@@ -21,11 +24,16 @@ def _np_momentum_sgd(param, grad, velocity, lr, momentum, nesterov):
     return param - lr * step, velocity
 
 
-def _np_lars(param, grad, velocity, lr, weight_decay, momentum, trust, excluded, nesterov=False):
-    """Reference in float64, written from the description in DeepMind's byol/utils/optimizers.py."""
+def _np_lars(
+    param, grad, velocity, lr, weight_decay, momentum, trust, excluded, nesterov=False, adapted=True
+):
+    """Reference in float64, written from the description in DeepMind's byol/utils/optimizers.py.
+
+    `adapted=False`: outside the LARS scope, weight decay but no trust ratio."""
     param, grad, velocity = (np.asarray(a, np.float64) for a in (param, grad, velocity))
     if not excluded:
         grad = grad + weight_decay * param
+    if not excluded and adapted:
         p_norm, g_norm = np.linalg.norm(param), np.linalg.norm(grad)
         ratio = trust * p_norm / g_norm if (p_norm > 0 and g_norm > 0) else 1.0
         grad = grad * ratio
@@ -171,6 +179,125 @@ def test_excluded_variables_resnet50():
     assert (len(excluded), len(kept)) == (159, 53)
 
 
+# --- LARS scope ---------------------------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def resnet18_tower():
+    """The online tower of a (narrow) ResNet-18 as the Trainer builds it; variable paths only."""
+    config = config_lib.base_config()
+    config.data.image_size = 8
+    config.model.update(encoder="resnet18", base_width=2, stem="cifar")
+    config.model.projector.update(hidden_dim=8, output_dim=4)
+    config.model.predictor.update(hidden_dim=8, output_dim=4)
+    online, _ = build_towers(config)
+    return online
+
+
+def _lars_scope_patterns(variant: str) -> tuple:
+    config = config_lib.load_config(
+        os.path.join(REPO, "configs", "experiments", "lars_scope.py") + f":{variant}"
+    )
+    return tuple(config.optimizer.lars_include_patterns)
+
+
+def _stage_kernels(stage: int) -> set:
+    prefix = f"online/encoder/resnet/stage{stage}_block"
+    paths = {f"{prefix}{b}/conv{i}/kernel" for b in (0, 1) for i in (1, 2)}
+    return paths | ({f"{prefix}0/proj_conv/kernel"} if stage > 1 else set())
+
+
+HEAD_KERNELS = {
+    f"online/{head}/{layer}/kernel"
+    for head in ("projector", "predictor")
+    for layer in ("hidden", "output")
+}
+
+
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ("stages12", _stage_kernels(1) | _stage_kernels(2)),
+        ("mlps", HEAD_KERNELS),
+        ("nowhere", set()),
+        (
+            "all",  # every kernel: the stem, 4 stages and the heads
+            {"online/encoder/resnet/stem_conv/kernel"}
+            | set().union(*(_stage_kernels(s) for s in (1, 2, 3, 4)))
+            | HEAD_KERNELS,
+        ),
+    ],
+)
+def test_lars_scope_patterns_select_exactly_the_named_variables(resnet18_tower, variant, expected):
+    variables = resnet18_tower.trainable_variables
+    paths = {v.path for v in variables}
+    assert expected <= paths  # the expected paths are real variables of the tower
+    patterns = _lars_scope_patterns(variant)
+    exclude = optimizers.DEFAULT_EXCLUDE_PATTERNS
+    selected = {v.path for v in optimizers.trust_ratio_variables(variables, exclude, patterns)}
+    assert selected == expected
+    assert len(_stage_kernels(1) | _stage_kernels(2)) == 9 and len(expected) in (0, 4, 9, 24)
+    # The optimizer built on the tower makes the same choice, variable by variable.
+    optimizer = optimizers.LARS(0.1, include_patterns=patterns)
+    optimizer.build(variables)
+    assert {v.path for v, a in zip(variables, optimizer._adapted) if a} == expected
+    # Biases and norm parameters stay excluded whatever the scope.
+    assert {v.path for v, e in zip(variables, optimizer._excluded) if e} == {
+        p for p in paths if p.endswith(("/bias", "/gamma", "/beta"))
+    }
+
+
+def test_lars_outside_scope_is_momentum_sgd_with_weight_decay():
+    keras.utils.set_random_seed(3)
+    model = _small_model()
+    variables = model.trainable_variables
+    hp = dict(weight_decay=0.05, momentum=0.9, trust=0.02)
+    # Only the second Dense kernel is in scope; the first keeps decay but loses the trust ratio.
+    # (Keras numbers layer names per process, so the pattern is taken from the variable.)
+    second_kernel = variables[4]
+    assert second_kernel.path.endswith("/kernel") and len(second_kernel.shape) == 2
+    optimizer = optimizers.LARS(
+        0.3,
+        momentum=hp["momentum"],
+        weight_decay_rate=hp["weight_decay"],
+        trust_coefficient=hp["trust"],
+        include_patterns=(re.escape(second_kernel.path) + "$",),
+    )
+    optimizer.build(variables)
+    assert [v for v, a in zip(variables, optimizer._adapted) if a] == [second_kernel]
+    excluded = list(optimizer._excluded)
+    adapted = list(optimizer._adapted)
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(16, 5)), tf.float32)
+    y = tf.constant(rng.normal(size=(16, 3)), tf.float32)
+    params = [v.numpy().astype(np.float64) for v in variables]
+    velocities = [np.zeros_like(p) for p in params]
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply(grads, variables)
+        for i, variable in enumerate(variables):
+            params[i], velocities[i] = _np_lars(
+                params[i],
+                grads[i].numpy(),
+                velocities[i],
+                0.3,
+                **hp,
+                excluded=excluded[i],
+                adapted=adapted[i],
+            )
+            np.testing.assert_allclose(variable.numpy(), params[i], rtol=1e-5, atol=1e-6)
+    # The out-of-scope kernel really took the plain step: with the trust ratio it would differ.
+    plain = _np_lars(params[0], np.ones_like(params[0]), 0 * params[0], 0.3, **hp, excluded=False)
+    scoped = _np_lars(
+        params[0], np.ones_like(params[0]), 0 * params[0], 0.3, **hp, excluded=False, adapted=False
+    )
+    assert not np.allclose(plain[0], scoped[0])
+
+
 # --- the Keras optimizer -----------------------------------------------------------------------
 
 
@@ -248,6 +375,7 @@ def test_lars_config_round_trip_and_refuses_keras_weight_decay():
     for name in ("momentum", "weight_decay_rate", "trust_coefficient", "nesterov"):
         assert getattr(restored, name) == getattr(optimizer, name)
     assert restored.exclude_patterns == (r"bias$",)
+    assert restored.include_patterns == ()
     with pytest.raises(ValueError, match="weight_decay_rate"):
         optimizers.LARS(0.1, weight_decay=1e-4)
     with pytest.raises(ValueError, match="momentum=1.5"):
@@ -266,7 +394,11 @@ def test_build_optimizer_lars_from_config():
     assert optimizer.trust_coefficient == config.optimizer.trust_coefficient
     assert optimizer.nesterov == config.optimizer.nesterov
     assert optimizer.exclude_patterns == tuple(config.optimizer.exclude_patterns)
+    assert optimizer.include_patterns == () == tuple(config.optimizer.lars_include_patterns)
     assert optimizer.weight_decay is None  # no Keras decoupled decay on top
+    config.optimizer.lars_include_patterns = (r"/projector/",)
+    scoped = optimizers.build_optimizer(config, learning_rate=0.3)
+    assert scoped.include_patterns == (r"/projector/",)
     np.testing.assert_allclose(optimizer.learning_rate.numpy(), 0.3)
 
 

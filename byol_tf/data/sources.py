@@ -374,6 +374,23 @@ def _to_rgb_uint8(image: tf.Tensor) -> tf.Tensor:
     )
 
 
+# Any non-zero constant; see _pin_graph_seed.
+_DATA_GRAPH_SEED = 20200613
+
+
+def _pin_graph_seed() -> None:
+    """Makes tensor-seeded tf.data shuffles below depend on our seed only.
+
+    tf.data combines an op seed with the graph-level seed, which a traced dataset function
+    inherits from TF's global seed. That makes the order change with `tf.random.set_seed`, and
+    with a global seed of 0 (what `config.seed=0` sets) the (0, 0) check in TF's `get_seed`
+    evaluates the symbolic op seed as a Python bool and fails (tensorflow#17284). Pinning the
+    graph seed of the function being traced fixes both; it touches no other graph.
+    """
+    if not tf.executing_eagerly():
+        tf.compat.v1.get_default_graph().seed = _DATA_GRAPH_SEED
+
+
 @dataclasses.dataclass
 class _TfdsReader:
     builder: Any
@@ -389,6 +406,7 @@ class _TfdsReader:
     def epoch(self, epoch, seed, shard_index, num_shards, per_step, steps, skip_steps=0):
         import tensorflow_datasets as tfds
 
+        _pin_graph_seed()
         shuffle_seed = tf.cast(seed, tf.int64) + tf.cast(epoch, tf.int64)
         # TFDS shards by files and refuses when there are fewer files than pipelines; then
         # every pipeline reads the same seeded order and keeps every P-th example instead.

@@ -1,8 +1,9 @@
-"""Models: ResNet encoders, the encoder wrapper, MLP heads and the BYOL towers."""
+"""Models: ResNet encoders, the encoder wrapper, MLP heads, the BYOL towers, BN removal."""
 
+from byol_tf.models.bn_free import init_from_batchnorm, remove_batchnorm
 from byol_tf.models.encoder import Encoder
 from byol_tf.models.heads import MLPHead
-from byol_tf.models.resnet import DEPTHS, ResNet, WSConv2D
+from byol_tf.models.resnet import DEPTHS, ChannelAffine, ResNet, WSConv2D
 from byol_tf.models.towers import (
     ENCODER_NAMES,
     OnlineNetwork,
@@ -17,6 +18,7 @@ from byol_tf.models.towers import (
 
 __all__ = [
     "DEPTHS",
+    "ChannelAffine",
     "ENCODER_NAMES",
     "Encoder",
     "MLPHead",
@@ -29,5 +31,7 @@ __all__ = [
     "build_towers",
     "copy_online_to_target",
     "fresh_encoder_like",
+    "init_from_batchnorm",
+    "remove_batchnorm",
     "target_pairs",
 ]

@@ -3,7 +3,10 @@
 The stride of a downsampling block sits on its 3x3 convolution ("v1.5", as in torchvision
 and Haiku). Normalisation is BatchNorm, synchronised BatchNorm (statistics over all
 replicas), or GroupNorm with Weight Standardisation, the variant that trains without batch
-statistics (Richemond et al. 2020). The output is the global-average-pooled feature map.
+statistics (Richemond et al. 2020). A fourth option, "affine", has no normalisation at all:
+each norm is a learned per-channel scale and offset (`ChannelAffine`), which
+`byol_tf.models.bn_free` initialises from BatchNorm statistics. The output is the
+global-average-pooled feature map.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ DEPTHS = {
     152: ("bottleneck", (3, 8, 36, 3)),
     200: ("bottleneck", (3, 24, 36, 3)),
 }
-NORMS = ("batch", "sync_batch", "group_ws")
+NORMS = ("batch", "sync_batch", "group_ws", "affine")
 
 
 @keras.saving.register_keras_serializable(package="byol_tf")
@@ -31,6 +34,37 @@ class WSConv2D(keras.layers.Conv2D):
         mean = tf.reduce_mean(kernel, axis=(0, 1, 2), keepdims=True)
         var = tf.math.reduce_variance(kernel, axis=(0, 1, 2), keepdims=True)
         return super().convolution_op(inputs, (kernel - mean) * tf.math.rsqrt(var + 1e-10))
+
+
+@keras.saving.register_keras_serializable(package="byol_tf")
+class ChannelAffine(keras.layers.Layer):
+    """x * gamma + beta per channel (last axis): a norm layer's affine part, without the norm.
+
+    The variables are called `gamma` and `beta`, like BatchNorm's, so the optimizer's
+    exclusion patterns treat them the same way (no weight decay, no trust ratio).
+    """
+
+    def __init__(self, gamma_initializer="ones", beta_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+
+    def build(self, input_shape):
+        channels = (int(input_shape[-1]),)
+        self.gamma = self.add_weight(
+            shape=channels, initializer=self.gamma_initializer, name="gamma"
+        )
+        self.beta = self.add_weight(shape=channels, initializer=self.beta_initializer, name="beta")
+
+    def call(self, x, training=False):  # `training` only to match the norms it stands in for
+        return x * tf.cast(self.gamma, x.dtype) + tf.cast(self.beta, x.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+            "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+        }
 
 
 def group_count(groups: int, channels: int) -> int:
@@ -161,6 +195,8 @@ class ResNet(keras.Model):
         s = self.settings
         # zero_init_residual: each residual branch starts as zero, so each block starts as identity.
         gamma = "zeros" if (last and s["zero_init_residual"]) else "ones"
+        if s["norm"] == "affine":
+            return ChannelAffine(gamma_initializer=gamma, name=name)
         if s["norm"] == "group_ws":
             return keras.layers.GroupNormalization(
                 groups=group_count(s["gn_groups"], channels),

@@ -67,7 +67,8 @@ def build_backbone(config: ml_collections.ConfigDict) -> ResNet:
         width_multiplier=m.width_multiplier,
         base_width=m.base_width,
         stem=m.stem,
-        norm=m.norm,
+        # bn_free_init trains a norm-free ResNet; the Trainer initialises its affine layers.
+        norm="affine" if m.norm == "bn_free_init" else m.norm,
         bn_momentum=m.bn_momentum,
         bn_epsilon=m.bn_epsilon,
         gn_groups=m.gn_groups,

@@ -1,0 +1,46 @@
+"""Experiment 6: removing augmentations (Grill et al. 2020, Fig. 6).
+
+The full set T / T'; no colour (crop + flip + blur: no jitter, grayscale or solarize);
+crop + flip; crop only. Applied to both views. The paper finds BYOL much less sensitive than
+SimCLR to removing colour distortion, and both lose most with crops alone.
+
+  python tools/run_experiments.py --suite=augmentations --output=docs/experiments.md \
+      --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
+
+One variant by hand (the names are the keys of VARIANTS; `:no_colour,local` is the tiny
+version the tests run):
+
+  python tools/train.py --config=configs/experiments/augmentations.py:no_colour \
+      --workdir=workdirs/experiments/augmentations/no_colour \
+      --config.data.train=folder:/work/data/cifar10/train \
+      --config.eval.knn_train=folder:/work/data/cifar10/train \
+      --config.eval.knn_test=folder:/work/data/cifar10/val
+
+Result: see docs/experiments.md
+"""
+
+import os
+
+from byol_tf.experiments import Variant, variant_config
+
+_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+
+_VIEWS = ("view1", "view2")
+
+
+def _off(*ops: str) -> dict:
+    return {f"augment.{view}.{op}_p": 0.0 for view in _VIEWS for op in ops}
+
+
+_COLOUR = ("jitter", "grayscale", "solarize")
+
+VARIANTS = {
+    "full": Variant({}, label="full T / T'"),
+    "no_colour": Variant(_off(*_COLOUR), label="crop + flip + blur"),
+    "crop_flip": Variant(_off(*_COLOUR, "blur"), label="crop + flip"),
+    "crop_only": Variant(_off(*_COLOUR, "blur", "flip"), label="crop only"),
+}
+
+
+def get_config(arg: str = ""):
+    return variant_config(_BASE, VARIANTS, arg)

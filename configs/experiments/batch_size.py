@@ -1,0 +1,43 @@
+"""Experiment 7: batch size (Grill et al. 2020, Fig. 5).
+
+Batch 64, 128, 256 and 512 for the same 5 epochs. The learning rate scales linearly,
+lr = optimizer.base_lr x batch / 256, which the config already does. The paper finds BYOL
+stable from 4096 down to 256 and degrading below, where the BatchNorm statistics get noisy,
+while SimCLR degrades as soon as the batch (its negatives) shrinks.
+
+  python tools/run_experiments.py --suite=batch_size --output=docs/experiments.md \
+      --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
+
+One variant by hand (the names are the keys of VARIANTS; `:b128,local` is the tiny
+version the tests run):
+
+  python tools/train.py --config=configs/experiments/batch_size.py:b128 \
+      --workdir=workdirs/experiments/batch_size/b128 \
+      --config.data.train=folder:/work/data/cifar10/train \
+      --config.eval.knn_train=folder:/work/data/cifar10/train \
+      --config.eval.knn_test=folder:/work/data/cifar10/val
+
+Result: see docs/experiments.md
+"""
+
+import os
+
+from byol_tf.experiments import Variant, variant_config
+
+_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+
+
+def _batch(size: int) -> Variant:
+    # The tiny test dataset holds 64 images: the local version keeps the ratios at 1/16.
+    return Variant(
+        {"data.global_batch_size": size},
+        label=f"batch {size} (lr {size / 256:g} x base)",
+        local_overrides={"data.global_batch_size": size // 16},
+    )
+
+
+VARIANTS = {f"b{size}": _batch(size) for size in (64, 128, 256, 512)}
+
+
+def get_config(arg: str = ""):
+    return variant_config(_BASE, VARIANTS, arg)

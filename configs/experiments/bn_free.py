@@ -1,0 +1,46 @@
+"""Experiment 4: BatchNorm-free with a data-dependent start (Richemond et al. 2020).
+
+`model.norm="bn_free_init"`: before training, one forward pass of the BatchNorm ResNet on a
+batch of augmented images records each BN layer's per-channel mean and std; every BN becomes
+a trainable per-channel scale and offset with gamma = gamma0 / sigma and beta = -mu * gamma,
+gamma0 = 0 for the last BN of each residual branch and 1 elsewhere (byol_tf/models/bn_free.py).
+Both towers start from the transformed encoder. The heads have no norm or LayerNorm, so no BN
+remains anywhere. Richemond et al. report 65.7% ImageNet linear top-1 for this start.
+
+  python tools/run_experiments.py --suite=bn_free --output=docs/experiments.md \
+      --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
+
+One variant by hand (the names are the keys of VARIANTS; `:heads_none,local` is the tiny
+version the tests run):
+
+  python tools/train.py --config=configs/experiments/bn_free.py:heads_none \
+      --workdir=workdirs/experiments/bn_free/heads_none \
+      --config.data.train=folder:/work/data/cifar10/train \
+      --config.eval.knn_train=folder:/work/data/cifar10/train \
+      --config.eval.knn_test=folder:/work/data/cifar10/val
+
+Result: see docs/experiments.md
+"""
+
+import os
+
+from byol_tf.experiments import Variant, variant_config
+
+_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+
+_BN_FREE = {"model.norm": "bn_free_init"}
+
+VARIANTS = {
+    "heads_none": Variant(
+        {**_BN_FREE, "model.projector.norm": "none", "model.predictor.norm": "none"},
+        label="BN-free init, no-norm heads",
+    ),
+    "heads_ln": Variant(
+        {**_BN_FREE, "model.projector.norm": "layer", "model.predictor.norm": "layer"},
+        label="BN-free init, LN / LN heads",
+    ),
+}
+
+
+def get_config(arg: str = ""):
+    return variant_config(_BASE, VARIANTS, arg)

@@ -1,0 +1,38 @@
+"""Experiment 8: the contrastive baseline (the "Contrastive Loss" row of Fetterman & Albrecht).
+
+The same encoder and projector trained with SimCLR's NT-Xent (`objective.name="nt_xent"`):
+no predictor, no target, in-batch negatives (2N - 1 per anchor), temperature 0.5 (our choice,
+not tuned; `--config.objective.temperature`). Data, augmentations, optimizer and evaluation are
+the BYOL baseline's. Fetterman & Albrecht: BYOL 57.7, contrastive loss 44.1 (STL-10 linear).
+
+  python tools/run_experiments.py --suite=contrastive --output=docs/experiments.md \
+      --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
+
+One variant by hand (the names are the keys of VARIANTS; `:nt_xent,local` is the tiny
+version the tests run):
+
+  python tools/train.py --config=configs/experiments/contrastive.py:nt_xent \
+      --workdir=workdirs/experiments/contrastive/nt_xent \
+      --config.data.train=folder:/work/data/cifar10/train \
+      --config.eval.knn_train=folder:/work/data/cifar10/train \
+      --config.eval.knn_test=folder:/work/data/cifar10/val
+
+Result: see docs/experiments.md
+"""
+
+import os
+
+from byol_tf.experiments import Variant, variant_config
+
+_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+
+VARIANTS = {
+    "byol": Variant({}, label="BYOL", literature="57.7"),
+    "nt_xent": Variant(
+        {"objective.name": "nt_xent"}, label="NT-Xent (SimCLR loss)", literature="44.1"
+    ),
+}
+
+
+def get_config(arg: str = ""):
+    return variant_config(_BASE, VARIANTS, arg)

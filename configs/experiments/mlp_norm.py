@@ -1,0 +1,44 @@
+"""Experiment 2: normalisation in the MLP heads (Fetterman & Albrecht 2020).
+
+Projector / predictor norm in {BN/BN, BN/none, none/BN, none/none, LN/LN}; the encoder
+keeps BatchNorm. Their STL-10 linear accuracies: 57.7, 55.3, 48.0, 28.3, 29.4, and 28.8 for a
+random encoder; our random-encoder row is the random-init column (the same in every row, up
+to the architecture).
+
+  python tools/run_experiments.py --suite=mlp_norm --output=docs/experiments.md \
+      --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
+
+One variant by hand (the names are the keys of VARIANTS; `:bn_none,local` is the tiny
+version the tests run):
+
+  python tools/train.py --config=configs/experiments/mlp_norm.py:bn_none \
+      --workdir=workdirs/experiments/mlp_norm/bn_none \
+      --config.data.train=folder:/work/data/cifar10/train \
+      --config.eval.knn_train=folder:/work/data/cifar10/train \
+      --config.eval.knn_test=folder:/work/data/cifar10/val
+
+Result: see docs/experiments.md
+"""
+
+import os
+
+from byol_tf.experiments import Variant, variant_config
+
+_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+
+
+def _heads(projector: str, predictor: str) -> dict:
+    return {"model.projector.norm": projector, "model.predictor.norm": predictor}
+
+
+VARIANTS = {
+    "bn_bn": Variant(_heads("batch", "batch"), label="BN / BN", literature="57.7"),
+    "bn_none": Variant(_heads("batch", "none"), label="BN / none", literature="55.3"),
+    "none_bn": Variant(_heads("none", "batch"), label="none / BN", literature="48.0"),
+    "none_none": Variant(_heads("none", "none"), label="none / none", literature="28.3"),
+    "ln_ln": Variant(_heads("layer", "layer"), label="LN / LN", literature="29.4"),
+}
+
+
+def get_config(arg: str = ""):
+    return variant_config(_BASE, VARIANTS, arg)
