@@ -87,6 +87,31 @@ def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tens
     return out
 
 
+def replica_function(
+    online: keras.Model,
+    target: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: ml_collections.ConfigDict,
+) -> Callable:
+    """`per_replica(batch, step) -> metrics`: everything one replica computes in a step.
+
+    This is the function XLA compiles (`train.jit_compile`, and TPUs): device augmentation
+    when configured, both towers, the loss, the gradients and the optimizer update.
+    """
+    global_batch = config.data.global_batch_size
+    concat_views = config.model.concat_views
+    on_device = config.augment.on_device
+
+    def per_replica(batch, step):
+        if on_device:
+            batch = device_augment(batch, config, step)
+        return replica_step(
+            online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
+        )
+
+    return per_replica
+
+
 def make_train_function(
     strategy: tf.distribute.Strategy,
     online: keras.Model,
@@ -100,17 +125,7 @@ def make_train_function(
     `ema_update(step)` (the EMA callback's update) runs after every optimizer step inside the
     compiled call when given; it must be callable in cross-replica context.
     """
-    global_batch = config.data.global_batch_size
-    concat_views = config.model.concat_views
-    on_device = config.augment.on_device
-
-    def per_replica(batch, step):
-        if on_device:
-            batch = device_augment(batch, config, step)
-        return replica_step(
-            online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
-        )
-
+    per_replica = replica_function(online, target, optimizer, config)
     if config.train.jit_compile:
         # Compiling the replica function (not the whole distributed step) is what XLA accepts
         # under MirroredStrategy: the cross-replica parts stay outside the cluster.
