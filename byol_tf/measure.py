@@ -147,7 +147,7 @@ def step_time(config: ml_collections.ConfigDict, steps: int, warmup: int) -> dic
 def run_scaling_bench(
     tool: str,
     setups: list[tuple[str, int]],
-    common_args: list[str],
+    common_args: list[str],  # must include --config=<file> first
     per_replica_batch: int,
     timeout: float = 1800.0,
 ) -> list[dict]:
@@ -164,13 +164,14 @@ def run_scaling_bench(
     for kind, n in setups:
         with tempfile.TemporaryDirectory() as scratch:
             out = os.path.join(scratch, "record.json")
+            # The config file flag must come before any override of its fields.
             args = [
                 sys.executable,
                 tool,
                 "--run_one",
                 f"--record={out}",
-                f"--config.data.global_batch_size={per_replica_batch * n}",
                 *common_args,
+                f"--config.data.global_batch_size={per_replica_batch * n}",
             ]
             if kind == "devices":
                 strategy = "mirrored" if n > 1 else "default"

@@ -301,5 +301,5 @@ def train_and_evaluate(
     if not summary["preempted"] and trainer.is_chief:
         summary.update(trainer.evaluate_knn())
     if trainer.is_chief:
-        write_summary(workdir, summary)
+        summary["summary_path"] = write_summary(workdir, summary)
     return summary

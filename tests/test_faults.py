@@ -256,3 +256,30 @@ def test_an_unreadable_checkpoint_list_falls_back_to_the_files(tmp_path, caplog)
     assert path.endswith("ckpt-2") and value == 2.0
     assert "Cannot read the checkpoint list" in caplog.text
     assert os.path.exists(tmp_path / "ckpt-1.index")  # nothing is removed without the list
+
+
+def test_train_cli_refuses_a_differing_config_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = os.path.join(repo, "configs", "default.py") + ":local"
+    from byol_tf.config import load_config
+
+    workdir.save_config(str(tmp_path), load_config(config), archive_previous=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(repo, "tools", "train.py"),
+            f"--config={config}",
+            f"--workdir={tmp_path}",
+            "--config.optimizer.base_lr=0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "optimizer.base_lr: 1.0 in the workdir, 0.3 now" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()

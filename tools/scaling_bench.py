@@ -15,7 +15,7 @@ import os
 import sys
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from byol_tf import measure
@@ -40,6 +40,7 @@ _RECORD = flags.DEFINE_string("record", "", "Internal: where this process writes
 
 
 def run_one():
+    logging.set_verbosity(logging.WARNING)
     measure.configure_logical_cpus(_DEVICES.value)  # before TensorFlow starts its runtime
     c = _CONFIG.value
     c.train.progress_bar = False
@@ -62,7 +63,11 @@ def main(argv):
     for setup in _SETUPS.value:
         kind, _, n = setup.partition(":")
         setups.append((kind, int(n)))
-    passed = [a for a in sys.argv[1:] if a.startswith("--config") and "global_batch_size" not in a]
+    config_file = flags.FLAGS["config"].config_filename
+    overrides = [
+        a for a in sys.argv[1:] if a.startswith("--config.") and "global_batch_size" not in a
+    ]
+    passed = [f"--config={config_file}", *overrides]
     passed += [f"--steps={_STEPS.value}", f"--warmup={_WARMUP.value}"]
     records = measure.run_scaling_bench(
         os.path.abspath(__file__), setups, passed, _PER_REPLICA.value

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from byol_tf import faults, train, workdir
+from byol_tf.data.service import DispatcherUnavailableError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -41,7 +42,11 @@ def main(argv):
     workdir_path = _WORKDIR.value or os.path.join("workdirs", name)
     try:
         summary = train.train_and_evaluate(_CONFIG.value, workdir_path, _OVERWRITE.value)
-    except (workdir.ConfigMismatchError, faults.WorkerFailureError) as e:
+    except (
+        workdir.ConfigMismatchError,
+        faults.WorkerFailureError,
+        DispatcherUnavailableError,
+    ) as e:
         # Expected failures: the message says what to do; a traceback would only bury it.
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, workdir.ConfigMismatchError) else 1)
@@ -57,7 +62,8 @@ def main(argv):
             f"learned encoder {100 * summary['knn_top1_learned']:.1f}%, "
             f"random-initialised encoder {100 * summary['knn_top1_random']:.1f}%"
         )
-    print(f"Summary: {os.path.join(workdir_path, 'summary.json')}")
+    if summary.get("summary_path"):  # only the chief writes it
+        print(f"Summary: {summary['summary_path']}")
 
 
 if __name__ == "__main__":
