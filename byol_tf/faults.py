@@ -78,17 +78,26 @@ class RunControl:
         self._previous_handler = None
         self._agree = _make_agreement(strategy) if distribute.num_workers(strategy) > 1 else None
 
-    def __enter__(self) -> RunControl:
+    def start(self) -> RunControl:
+        """Installs the SIGTERM handler (only the main thread can) and starts the clock."""
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         else:
             logging.warning("Training outside the main thread: SIGTERM will not be handled.")
+        self._last_save = self.clock()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
+        """Puts the previous SIGTERM handler back."""
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)
             self._previous_handler = None
+
+    def __enter__(self) -> RunControl:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _on_sigterm(self, signum, frame):  # noqa: ARG002
         logging.warning(

@@ -184,7 +184,7 @@ class Trainer:
         timed_steps, timed_seconds = 0, 0.0
         step = start
         try:
-            control.__enter__()
+            control.start()
             for cb in callbacks:
                 cb.on_train_begin()
             while step < end:
@@ -244,7 +244,7 @@ class Trainer:
                 faults.worker_failure_message(e, self.checkpointer.latest)
             ) from e
         finally:
-            control.__exit__(None, None, None)
+            control.close()
         images_per_s = (
             timed_steps * c.data.global_batch_size / timed_seconds
             if timed_seconds

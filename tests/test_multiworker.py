@@ -26,16 +26,26 @@ TIMEOUT = 150  # seconds per launch; a hang fails the test instead of blocking t
 
 
 def run_workers(workdir, out, *flags, overrides=None, num_workers=2):
-    """Runs the job on `num_workers` loopback workers; returns (status, log, seconds)."""
+    """Runs the job on `num_workers` loopback workers; returns (status, log, seconds).
+
+    The workers' temporary directory is `out/tmp`, so the test can check what they left there.
+    """
     command = [sys.executable, JOB, f"--workdir={workdir}", f"--out={out}", *flags]
     if overrides:
         command.append("--overrides=" + json.dumps(overrides))
+    os.makedirs(os.path.join(out, "tmp"), exist_ok=True)
+    env = dict(os.environ, TMPDIR=os.path.join(out, "tmp"))
     log = io.StringIO()
     start = time.monotonic()
     # The context manager kills every worker even if the test fails half-way.
-    with launch.LocalCluster(command, num_workers, output=log) as cluster:
+    with launch.LocalCluster(command, num_workers, env=env, output=log) as cluster:
         status = cluster.wait(grace_seconds=30, timeout=TIMEOUT)
     return status, log.getvalue(), time.monotonic() - start
+
+
+def worker_leftovers(out):
+    """Temporary checkpoint/export directories the non-chief worker did not remove."""
+    return glob.glob(os.path.join(out, "tmp", "byol_worker_*"))
 
 
 def load_weights(out, worker):
@@ -75,6 +85,7 @@ def test_two_workers_end_identical_and_match_two_devices_in_one_process(
     # Only the chief wrote into the workdir.
     assert checkpoint_steps(workdir) == [6]
     assert os.path.isdir(workdir / "export" / "encoder")
+    assert not worker_leftovers(out)  # worker 1 also saved and exported, to deleted temp dirs
     assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 6
 
     # The same global batch on 2 logical devices of this process (the shared strategy).
@@ -107,6 +118,7 @@ def test_sigterm_to_one_worker_saves_everywhere_and_resumes_exactly(uninterrupte
     for a, b in zip(final, load_weights(out, 1)):
         np.testing.assert_array_equal(a, b)
     assert checkpoint_steps(workdir) == [2, 6]
+    assert not worker_leftovers(out)
 
 
 def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path):
@@ -126,3 +138,4 @@ def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path):
     reader = tf.train.load_checkpoint(str(workdir / "checkpoints" / "ckpt-4"))
     assert int(reader.get_tensor("data_position/step/.ATTRIBUTES/VARIABLE_VALUE")) == 4
     assert not glob.glob(str(workdir / "checkpoints" / "*_temp*"))
+    assert not worker_leftovers(out)
