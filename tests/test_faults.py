@@ -87,7 +87,7 @@ def test_no_intact_checkpoint_starts_from_scratch_with_a_warning(tmp_path, caplo
 
 def test_a_checkpoint_of_another_model_is_an_error_not_skipped(tmp_path):
     saved_at(tmp_path, [1])
-    layer = keras.layers.Dense(5)
+    layer = keras.layers.Dense(5, name="wider")  # named: auto names would shift other tests
     layer.build((None, 3))
     other = Checkpointer(str(tmp_path), 3, position=DataPosition(4, 8), model=layer)
     with pytest.raises(ValueError, match="does not match the model"):
