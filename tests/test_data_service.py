@@ -1,6 +1,8 @@
 """The tf.data service path: a dispatcher and 2 workers in this process, on loopback."""
 
+import gc
 import socket
+import threading
 import time
 
 import numpy as np
@@ -18,8 +20,14 @@ def data_service():
     dispatcher = service.start_dispatcher()
     workers = [service.start_worker(dispatcher.target) for _ in range(2)]
     yield dispatcher.target
-    for worker in workers:
-        worker.stop()
+    # Dropping the clients first lets the servers' shutdown skip their pending requests; the
+    # workers stop concurrently, as each can wait for its tasks to wind down.
+    gc.collect()
+    stoppers = [threading.Thread(target=worker.stop) for worker in workers]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
     dispatcher.stop()
 
 
