@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -68,7 +70,11 @@ class TargetEMA(keras.callbacks.Callback):
 
 
 class EncoderExport(keras.callbacks.Callback):
-    """Exports the online encoder every `every_epochs` epochs and at the end of training."""
+    """Exports the online encoder every `every_epochs` epochs and at the end of training.
+
+    With `discard` (non-chief workers) each export goes to a fresh temporary directory that is
+    deleted at once: the worker takes part in the save without keeping a copy.
+    """
 
     def __init__(
         self,
@@ -77,6 +83,7 @@ class EncoderExport(keras.callbacks.Callback):
         image_size: int,
         every_epochs: int,
         enabled: bool = True,
+        discard: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
@@ -84,17 +91,27 @@ class EncoderExport(keras.callbacks.Callback):
         self.image_size = image_size
         self.every_epochs = every_epochs
         self.enabled = enabled
+        self.discard = discard
         self.last_export: str | None = None
+
+    def _export(self, name: str) -> None:
+        if not self.discard:
+            path = os.path.join(self.export_dir, name)
+            self.last_export = export_encoder(self.encoder, path, self.image_size)
+            return
+        scratch = tempfile.mkdtemp(prefix="byol_worker_export_")
+        try:
+            export_encoder(self.encoder, os.path.join(scratch, name), self.image_size)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.enabled and self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0:
-            path = os.path.join(self.export_dir, f"encoder_epoch{epoch + 1:04d}")
-            self.last_export = export_encoder(self.encoder, path, self.image_size)
+            self._export(f"encoder_epoch{epoch + 1:04d}")
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.enabled:
-            path = os.path.join(self.export_dir, "encoder")
-            self.last_export = export_encoder(self.encoder, path, self.image_size)
+            self._export("encoder")
 
 
 class MetricsLogger(keras.callbacks.Callback):

@@ -65,6 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE.
     c.data.prefetch = -1
     # Per-channel statistics used by the model's input normalisation (ImageNet by default).
+    # tf.data service dispatcher ("grpc://host:port"): decode and augmentation then run on its
+    # workers (tools/data_service.py starts them); empty runs the input pipeline locally.
+    c.data.service_address = ""
+    c.data.service_timeout_seconds = 30.0  # A dispatcher that does not answer in time is an error.
     c.data.mean = (0.485, 0.456, 0.406)
     c.data.std = (0.229, 0.224, 0.225)
     c.data.synthetic = ml_collections.ConfigDict(
@@ -134,9 +138,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.log_every_steps = 10
     c.train.deterministic_ops = False
     c.train.progress_bar = True
+    # multi_worker: a worker whose heartbeats stop for this long is declared dead and the others
+    # stop with an error (TF's coordination service).
+    c.train.heartbeat_timeout_seconds = 30
+    # multi_worker: abort any single collective that takes longer (0: no limit). TF advises this
+    # for debugging hangs only: it costs a thread per collective.
+    c.train.collective_timeout_seconds = 0.0
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 500
+    # Also save when this many minutes have passed since the last save (0: off). With several
+    # workers the chief's clock decides and all workers save at the same step.
+    c.checkpoint.every_minutes = 0.0
     c.checkpoint.max_to_keep = 3
 
     c.export = ml_collections.ConfigDict()
@@ -206,6 +219,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
     if config.train.steps_per_call < 1:
         raise ValueError(f"train.steps_per_call={config.train.steps_per_call} must be >= 1.")
+    if config.checkpoint.every_steps < 1:
+        raise ValueError(
+            f"checkpoint.every_steps={config.checkpoint.every_steps} must be >= 1 (use a large "
+            "value to rely on checkpoint.every_minutes)."
+        )
+    if config.checkpoint.every_minutes < 0:
+        raise ValueError(
+            f"checkpoint.every_minutes={config.checkpoint.every_minutes} must be >= 0."
+        )
     if not 0.0 <= config.ema.tau_base <= 1.0:
         raise ValueError(f"ema.tau_base={config.ema.tau_base} must be in [0, 1].")
     if config.eval.knn_every_epochs > 0 and not (config.eval.knn_train and config.eval.knn_test):

@@ -24,14 +24,48 @@ def make_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG", ""))
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        tf_config = check_tf_config(os.environ.get("TF_CONFIG", ""))
+        _configure_coordination_service(tf_config, config.train.heartbeat_timeout_seconds)
+        timeout = config.train.collective_timeout_seconds
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=timeout if timeout > 0 else None
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=config.train.tpu_address)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"train.strategy={name!r} is not one of default, mirrored, multi_worker, tpu.")
+
+
+def _configure_coordination_service(tf_config: dict, heartbeat_timeout_seconds: float) -> None:
+    """Sets the heartbeat timeout of TF's coordination service before the strategy starts it.
+
+    MultiWorkerMirroredStrategy configures the service itself with TF's defaults unless it is
+    already configured; this is the same call with our timeout. A worker that stops sending
+    heartbeats (killed, hung machine) is then reported to the others, whose collectives abort
+    with an error naming it, instead of waiting forever.
+    """
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        return
+    cluster = tf_config["cluster"]
+    jobs = [job for job in ("chief", "worker") if job in cluster]
+    leader = f"/job:{jobs[0]}/replica:0/task:0"
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=leader,
+        heartbeat_timeout_in_ms=int(heartbeat_timeout_seconds * 1000),
+        coordinated_jobs=[_coordinated_job(job, len(cluster[job])) for job in jobs],
+    )
+
+
+def _coordinated_job(name: str, num_tasks: int):
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+
+    return coordination_config_pb2.CoordinatedJob(name=name, num_tasks=num_tasks)
 
 
 def check_tf_config(raw: str) -> dict:
@@ -44,8 +78,27 @@ def check_tf_config(raw: str) -> dict:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {raw!r}") from e
+    if not isinstance(tf_config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task': {raw!r}")
     cluster = tf_config.get("cluster", {})
     task = tf_config.get("task", {})
+    if not isinstance(cluster, dict) or not cluster:
+        raise ValueError(
+            f'TF_CONFIG has no \'cluster\' (e.g. {{"worker": ["host1:port", ...]}}): {raw!r}'
+        )
+    if not isinstance(task, dict):
+        raise ValueError(f"TF_CONFIG 'task' must be an object with 'type' and 'index': {raw!r}")
+    for job, addresses in cluster.items():
+        bad = (
+            [a for a in addresses if not (isinstance(a, str) and a.rpartition(":")[2].isdigit())]
+            if isinstance(addresses, list)
+            else [addresses]
+        )
+        if bad or not addresses:
+            raise ValueError(
+                f"TF_CONFIG cluster job {job!r} must be a non-empty list of 'host:port' strings; "
+                f"got {addresses!r}."
+            )
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
         raise ValueError(f"TF_CONFIG task type {kind!r} is not in the cluster {sorted(cluster)}.")
@@ -66,6 +119,13 @@ def check_global_batch(global_batch_size: int, strategy: tf.distribute.Strategy)
             f"{replicas} replicas in sync; use a multiple of {replicas}."
         )
     return global_batch_size // replicas
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes take part in each step (1 unless MultiWorkerMirroredStrategy)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return strategy.extended._num_workers  # noqa: SLF001  (no public accessor)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -143,18 +143,16 @@ def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tens
     return out
 
 
-def make_train_function(
-    strategy: tf.distribute.Strategy,
+def replica_function(
     online: keras.Model,
     target: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     config: ml_collections.ConfigDict,
-    ema_update: Callable[[tf.Tensor], None] | None,
 ) -> Callable:
-    """Returns `train(iterator, num_steps) -> (losses [num_steps], collapse_std)`.
+    """`per_replica(batch, step) -> metrics`: everything one replica computes in a step.
 
-    `ema_update(step)` (the EMA callback's update) runs after every optimizer step inside the
-    compiled call when given; it must be callable in cross-replica context.
+    This is the function XLA compiles (`train.jit_compile`, and TPUs): device augmentation
+    when configured, both towers, the loss, the gradients and the optimizer update.
     """
     global_batch = config.data.global_batch_size
     concat_views = config.model.concat_views
@@ -178,6 +176,23 @@ def make_train_function(
             online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
         )
 
+    return per_replica
+
+
+def make_train_function(
+    strategy: tf.distribute.Strategy,
+    online: keras.Model,
+    target: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: ml_collections.ConfigDict,
+    ema_update: Callable[[tf.Tensor], None] | None,
+) -> Callable:
+    """Returns `train(iterator, num_steps) -> (losses [num_steps], collapse_std)`.
+
+    `ema_update(step)` (the EMA callback's update) runs after every optimizer step inside the
+    compiled call when given; it must be callable in cross-replica context.
+    """
+    per_replica = replica_function(online, target, optimizer, config)
     if config.train.jit_compile:
         # Compiling the replica function (not the whole distributed step) is what XLA accepts
         # under MirroredStrategy: the cross-replica parts stay outside the cluster.

@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 
 import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from byol_tf import config as config_lib
 from byol_tf import data as data_lib
-from byol_tf import distribute, knn
+from byol_tf import distribute, faults, knn
+from byol_tf import workdir as workdir_lib
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
-from byol_tf.checkpointing import Checkpointer
+from byol_tf.checkpointing import Checkpointer, DataPosition
 from byol_tf.models import (
     build_towers,
     copy_online_to_target,
@@ -53,6 +52,8 @@ class Trainer:
       encoder: optional `keras.Model` to use instead of the configured ResNet.
       hidden_layer: with `encoder`, the layer whose output is the representation.
       strategy: optional strategy; by default built from `config.train.strategy`.
+      overwrite: continue in a workdir whose `config.json` differs from `config` (see
+        `byol_tf.workdir`); without it that is an error naming the differing fields.
     """
 
     def __init__(
@@ -63,8 +64,11 @@ class Trainer:
         encoder: keras.Model | None = None,
         hidden_layer: str | None = None,
         strategy: tf.distribute.Strategy | None = None,
+        overwrite: bool = False,
     ):
         config_lib.validate(config)
+        # Every worker checks, so that all of them stop on a mismatch (not only the chief).
+        accepted = workdir_lib.check_config(workdir, config, overwrite)
         self.config = config
         self.workdir = workdir
         if config.train.deterministic_ops:
@@ -95,6 +99,7 @@ class Trainer:
             os.path.join(workdir, "checkpoints"),
             config.checkpoint.max_to_keep,
             is_chief=self.is_chief,
+            position=DataPosition(self.steps["steps_per_epoch"], config.data.global_batch_size),
             online=self.online,
             target=self.target,
             optimizer=self.optimizer,
@@ -110,20 +115,20 @@ class Trainer:
             self.steps["total_steps"],
             in_step=config.train.steps_per_call > 1,
         )
+        # Other workers export too (saving may need their collectives), to a temporary
+        # directory that is removed after each export, as tf.distribute recommends.
         self.exporter = EncoderExport(
             self.online.encoder,
             os.path.join(workdir, "export"),
             config.data.image_size,
             config.export.every_epochs,
-            enabled=self.is_chief,
+            discard=not self.is_chief,
         )
         self._train_fn = None
-        self._stop_requested = False
         if self.is_chief:
-            os.makedirs(workdir, exist_ok=True)
             # The record of the run; tools/export_encoder.py rebuilds the towers from it.
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json(indent=2))
+            archive = any(k not in workdir_lib.MAY_DIFFER_ON_RESUME for k in accepted)
+            workdir_lib.save_config(workdir, config, archive_previous=archive)
 
     def _bn_free_init(self, encoder: keras.Model | None) -> None:
         """Richemond et al.'s BN-free start: affine params from one BN pass on augmented data."""
@@ -147,10 +152,6 @@ class Trainer:
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
-    def _request_stop(self, signum, frame):  # noqa: ARG002
-        logging.warning("Signal %d received: saving a checkpoint after the current step.", signum)
-        self._stop_requested = True
-
     def fit(
         self, stop_at_step: int | None = None, callbacks: list[keras.callbacks.Callback] = ()
     ) -> dict:
@@ -158,12 +159,16 @@ class Trainer:
 
         `callbacks` are extra Keras callbacks; they get the global step as `batch`.
 
-        Resumes from the workdir's latest checkpoint. SIGTERM saves a checkpoint and returns
-        with `preempted=True`; rerunning the same command resumes from it.
+        Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
+        checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
+        the same command resumes from it. If another worker dies, raises
+        `faults.WorkerFailureError` naming the checkpoint to resume from.
         """
         c = self.config
         # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
         restored = self.checkpointer.restore() if self.step == 0 else None
+        if restored is not None:
+            self.checkpointer.position.check(restored, self.step)
         start = self.step
         end = (
             self.steps["total_steps"]
@@ -197,14 +202,20 @@ class Trainer:
                 self.ema.update if (ema and self.ema.in_step) else None,
             )
         iterator = iter(self._dataset(start))
-        previous = signal.signal(signal.SIGTERM, self._request_stop)
+        control = faults.RunControl(
+            self.strategy,
+            c.checkpoint.every_steps,
+            c.checkpoint.every_minutes,
+            is_chief=self.is_chief,
+        )
         log_every = max(1, c.train.log_every_steps)
         last_loss, collapse, preempted = float("nan"), float("nan"), False
         timed_steps, timed_seconds = 0, 0.0
+        step = start
         try:
+            control.start()
             for cb in callbacks:
                 cb.on_train_begin()
-            step = start
             while step < end:
                 n = min(c.train.steps_per_call, end - step)
                 t0 = time.perf_counter()
@@ -241,12 +252,14 @@ class Trainer:
                 for epoch in range(prev // spe, step // spe):
                     for cb in callbacks:
                         cb.on_epoch_end(epoch, logs)
-                if step // c.checkpoint.every_steps > prev // c.checkpoint.every_steps:
+                decision = control.decide(prev, step)
+                if decision.save:
                     self.checkpointer.save(step)
-                if self._stop_requested:
+                    control.saved()
+                if decision.stop:
                     preempted = True
                     break
-            if step > start or restored is None:
+            if (step > start or restored is None) and self.checkpointer.latest_step != step:
                 self.checkpointer.save(step)
             if preempted:
                 print(
@@ -255,9 +268,14 @@ class Trainer:
             elif step >= self.steps["total_steps"]:
                 for cb in callbacks:
                     cb.on_train_end()
+        except faults.PEER_FAILURE_ERRORS as e:
+            if distribute.num_workers(self.strategy) == 1:
+                raise
+            raise faults.WorkerFailureError(
+                faults.worker_failure_message(e, self.checkpointer.latest)
+            ) from e
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            self._stop_requested = False
+            control.close()
         images_per_s = (
             timed_steps * c.data.global_batch_size / timed_seconds
             if timed_seconds
@@ -301,13 +319,18 @@ def write_summary(workdir: str, summary: dict) -> str:
     return path
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Pretrains, exports, runs the kNN check when configured, and writes `summary.json`."""
-    os.makedirs(workdir, exist_ok=True)
-    trainer = Trainer(config, workdir)
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
+) -> dict:
+    """Pretrains, exports, runs the kNN check when configured, and writes `summary.json`.
+
+    `overwrite`: continue in a workdir whose saved config differs (see `Trainer`).
+    """
+    trainer = Trainer(config, workdir, overwrite=overwrite)
     summary = trainer.fit()
-    if not summary["preempted"]:
+    # Only the chief reports; the kNN check is a pure evaluation, other workers skip it.
+    if not summary["preempted"] and trainer.is_chief:
         summary.update(trainer.evaluate_knn())
     if trainer.is_chief:
-        write_summary(workdir, summary)
+        summary["summary_path"] = write_summary(workdir, summary)
     return summary

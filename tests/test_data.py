@@ -343,3 +343,28 @@ def test_batch_that_does_not_split_over_replicas_is_a_clear_error(shapes_by_id):
     with pytest.raises(ValueError, match="global_batch_size=8.*3 replicas"):
         data.pretrain_dataset(shapes_by_id, c, tf.distribute.InputContext(1, 0, 3))
     assert data.steps_per_epoch(shapes_by_id, c) == 3
+
+
+@pytest.fixture(scope="module")
+def folder_by_id(tmp_path_factory):
+    """16 PNG files, each alone in its class folder, so the label names the file."""
+    root = tmp_path_factory.mktemp("by_id")
+    for i in range(16):
+        _write(root / f"c{i:02d}" / "x.png", tf.io.encode_png(_pixels((6, 6, 3), i)).numpy())
+    return data.load_source(f"folder:{root}", tiny_config())
+
+
+@pytest.mark.parametrize("which", ["shapes_by_id", "folder_by_id"])
+def test_two_workers_read_disjoint_examples_in_an_epoch(request, which):
+    """What each of 2 workers' input pipelines reads in one epoch: disjoint, together all."""
+    source = request.getfixturevalue(which)
+    c = tiny_config()
+    steps = data.steps_per_epoch(source, c)
+    seen = []
+    for worker in range(2):
+        ds = data.pretrain_dataset(source, c, tf.distribute.InputContext(2, worker, 2))
+        labels = np.concatenate([b["label"] for b in take(ds, steps)])
+        assert len(set(labels.tolist())) == len(labels) == steps * 4  # no repeat within a worker
+        seen.append(set(labels.tolist()))
+    assert not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(range(steps * 8))

@@ -3,16 +3,19 @@
   python tools/train.py [--config=configs/<name>.py[:local]] [--workdir=<dir>] [--config.<field>=<value> ...]
 
 With no flags it runs configs/default.py in workdirs/default. Restarting with the same
-workdir resumes from the latest checkpoint.
+workdir resumes from the latest checkpoint; a config that differs from the workdir's
+config.json is an error naming the fields, unless --overwrite is given.
 """
 
 import os
+import sys
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from byol_tf import train
+from byol_tf import faults, train, workdir
+from byol_tf.data.service import DispatcherUnavailableError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -21,6 +24,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: workdirs/<config name>).")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Continue the workdir's run with this config even if it differs from its config.json.",
+)
 
 
 def main(argv):
@@ -31,8 +39,17 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     config_path = flags.FLAGS["config"].config_filename
     name = os.path.splitext(os.path.basename(config_path))[0]
-    workdir = _WORKDIR.value or os.path.join("workdirs", name)
-    summary = train.train_and_evaluate(_CONFIG.value, workdir)
+    workdir_path = _WORKDIR.value or os.path.join("workdirs", name)
+    try:
+        summary = train.train_and_evaluate(_CONFIG.value, workdir_path, _OVERWRITE.value)
+    except (
+        workdir.ConfigMismatchError,
+        faults.WorkerFailureError,
+        DispatcherUnavailableError,
+    ) as e:
+        # Expected failures: the message says what to do; a traceback would only bury it.
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, workdir.ConfigMismatchError) else 1)
     print(
         f"\nTrained {summary['steps']} steps ({summary['epochs']:.2f} epochs), final loss "
         f"{summary['final_loss']:.4f}, {summary['images_per_s']:.1f} images/s."
@@ -45,7 +62,8 @@ def main(argv):
             f"learned encoder {100 * summary['knn_top1_learned']:.1f}%, "
             f"random-initialised encoder {100 * summary['knn_top1_random']:.1f}%"
         )
-    print(f"Summary: {os.path.join(workdir, 'summary.json')}")
+    if summary.get("summary_path"):  # only the chief writes it
+        print(f"Summary: {summary['summary_path']}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@
 With the epoch layout of `sources.py`, R workers with one replica each therefore produce the
 same per-replica batches, bit for bit, as one process with R replicas, and a run resumed at
 step s produces the batches an uninterrupted run would have produced from step s.
+With `data.service_address`, the same batches are produced on a tf.data service
+(`byol_tf/data/service.py`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,20 @@ def pretrain_dataset(
             seed = crop_seed(config.seed, epoch, example["index"], v)
             out[name] = augment.crop_view(example["image"], config.augment[name], size, seed)
         return out
+
+    if config.data.service_address:
+        from byol_tf.data import service  # only runs with a tf.data service configured
+
+        ds = service.steps_dataset(
+            source,
+            config,
+            layout,
+            spe,
+            int(start_step),
+            crop,
+            lambda step, replica, v: batch_augment_seed(config.seed, step, replica, v),
+        )
+        return ds.prefetch(_autotune(config.data.prefetch))
 
     epochs = tf.data.Dataset.range(first_epoch, _NO_END)
     if source.random_access:

@@ -1,0 +1,114 @@
+"""The run's record in its workdir: `config.json`, and the check that a restart is the same run.
+
+Restarting in a workdir resumes its run, so the config must be the one the run was started
+with: `check_config` compares it with `config.json` and raises `ConfigMismatchError` naming
+every differing field, unless `overwrite=True`. Fields in `MAY_DIFFER_ON_RESUME` change neither
+what is trained nor the order of the data, so they may differ without `overwrite`: how progress
+is shown and logged, how often checkpoints are written and kept, input-pipeline parallelism
+(which never changes the order, as the pipeline is deterministic), where the TPU or the tf.data
+service dispatcher is found, and the multi-worker failure timeouts.
+
+With `overwrite=True` the new config replaces `config.json` (the old one is kept as
+`config.json.<n>`) and the run resumes from the workdir's checkpoint with it; nothing else is
+deleted. To start over, use a new workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+
+MAY_DIFFER_ON_RESUME = (
+    "train.progress_bar",
+    "train.log_every_steps",
+    "checkpoint.every_steps",
+    "checkpoint.every_minutes",
+    "checkpoint.max_to_keep",
+    "data.num_parallel_calls",
+    "data.prefetch",
+    "data.service_address",
+    "data.service_timeout_seconds",
+    "train.tpu_address",
+    "train.heartbeat_timeout_seconds",
+    "train.collective_timeout_seconds",
+)
+
+
+class ConfigMismatchError(ValueError):
+    """The workdir holds a run with a different config."""
+
+
+def _flatten(tree, prefix="") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
+    """{field: (saved value, new value)} for every field that differs (JSON-normalised)."""
+    new = _flatten(json.loads(config.to_json()))
+    old = _flatten(saved)
+    missing = object()
+    return {
+        k: (old.get(k, missing), new.get(k, missing))
+        for k in sorted(set(old) | set(new))
+        if old.get(k, missing) != new.get(k, missing)
+    }
+
+
+def _show(value) -> str:
+    return (
+        "<absent>"
+        if not isinstance(value, (str, int, float, bool, list, type(None)))
+        else repr(value)
+    )
+
+
+def check_config(workdir: str, config: ml_collections.ConfigDict, overwrite: bool = False) -> dict:
+    """Raises ConfigMismatchError if `workdir` holds a run whose config differs from `config`.
+
+    Returns the differences that were accepted (allowed fields, or all with `overwrite`).
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)
+    diff = differences(saved, config)
+    blocking = {k: v for k, v in diff.items() if k not in MAY_DIFFER_ON_RESUME}
+    if blocking and not overwrite:
+        lines = "\n".join(
+            f"  {k}: {_show(a)} in the workdir, {_show(b)} now" for k, (a, b) in blocking.items()
+        )
+        raise ConfigMismatchError(
+            f"{workdir} holds a run with a different config ({len(blocking)} field(s) differ):\n"
+            f"{lines}\nUse a new --workdir for a different run, or pass --overwrite "
+            "(overwrite=True) to continue this run's checkpoints with the new config."
+        )
+    return diff
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict, archive_previous: bool) -> str:
+    """Writes `config.json` atomically; with `archive_previous` keeps the old one numbered."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
+    if archive_previous and os.path.exists(path):
+        n = 1
+        while os.path.exists(f"{path}.{n}"):
+            n += 1
+        os.replace(path, f"{path}.{n}")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json(indent=2))
+    # Other workers read this file while the chief writes it: they see the old or the new one.
+    os.replace(tmp, path)
+    return path
