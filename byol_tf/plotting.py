@@ -1,7 +1,6 @@
 """Training curves from `metrics.jsonl` as PNG files (matplotlib, imported only when drawing).
 
-`read_metrics` turns a run's log into one record per step (a resumed run logs the steps after
-its last checkpoint twice; the later record wins). `plot_metrics` draws one run's loss, kNN
+`read_metrics` turns a run's log into one record per step. `plot_metrics` draws one run's loss, kNN
 accuracy (when monitored) and collapse_std; `plot_curves` draws one metric for several runs
 (the experiment runner's collapse-indicator plots).
 """
@@ -21,9 +20,11 @@ PANELS = (
 
 
 def read_metrics(path: str) -> list[dict]:
-    """The records of a metrics.jsonl file, one per step, sorted by step.
+    """The records of a metrics.jsonl file merged into one per step, sorted by step.
 
-    A half-written last line (a run still writing, or killed mid-line) is skipped.
+    Records of one step are merged (the kNN monitor logs its own record next to the loss
+    record), later values winning (a resumed run logs the steps after its last checkpoint
+    again). A half-written last line (a run still writing, or killed mid-line) is skipped.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path!r} does not exist: is this a byol-tf workdir?")
@@ -34,7 +35,7 @@ def read_metrics(path: str) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            by_step[int(record["step"])] = record
+            by_step.setdefault(int(record["step"]), {}).update(record)
     if not by_step:
         raise ValueError(f"{path!r} holds no metrics yet.")
     return [by_step[step] for step in sorted(by_step)]

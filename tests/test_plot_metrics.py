@@ -38,7 +38,9 @@ def test_series_and_panels(tmp_path):
     path = tmp_path / "metrics.jsonl"
     write_metrics(path, with_knn=True)
     records = plotting.read_metrics(str(path))
-    assert len(records) == 15  # the half-written line is skipped
+    # One record per step (the kNN records merged in); the half-written line is skipped.
+    assert [r["step"] for r in records] == list(range(4, 41, 4))
+    assert records[1]["loss"] == 0.5 and records[1]["knn_top1"] == 0.16
     epochs, top1 = plotting.series(records, "knn_top1")
     assert epochs == [2.0, 4.0, 6.0, 8.0, 10.0] and top1 == [0.16, 0.32, 0.48, 0.64, 0.8]
     with_knn = png_size(plotting.plot_metrics(records, str(tmp_path / "a.png")))
@@ -65,4 +67,4 @@ def test_cli(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert png_size(tmp_path / "metrics.png")[0] > 0
-    assert "Plotted 15 records" in result.stdout
+    assert "Plotted 10 logged steps" in result.stdout

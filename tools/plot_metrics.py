@@ -24,7 +24,7 @@ def main(argv):
     records = read_metrics(os.path.join(_WORKDIR.value, "metrics.jsonl"))
     output = _OUTPUT.value or os.path.join(_WORKDIR.value, "metrics.png")
     title = os.path.basename(os.path.normpath(_WORKDIR.value))
-    print(f"Plotted {len(records)} records to {plot_metrics(records, output, title)}")
+    print(f"Plotted {len(records)} logged steps to {plot_metrics(records, output, title)}")
 
 
 if __name__ == "__main__":
