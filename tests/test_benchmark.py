@@ -1,0 +1,100 @@
+"""The benchmark tool: FLOP counts against hand and peer figures, a tiny run writing valid JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+import tensorflow as tf
+
+from byol_tf import benchmark
+from byol_tf import config as config_lib
+from byol_tf.models import build_towers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_forward_flops_by_hand():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", name="c1"),
+            keras.layers.Conv2D(6, 1, strides=2, name="c2"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, name="d"),
+        ]
+    )
+    expected = 2 * (3 * 3 * 3 * 4 * 8 * 8) + 2 * (4 * 6 * 4 * 4) + 2 * 6 * 5
+    assert benchmark.forward_flops(model, tf.zeros([2, 8, 8, 3])) == expected
+    # The watch is removed again: calling the model no longer counts anything.
+    assert "watched" not in model.get_layer("c1").call.__name__
+
+
+@pytest.mark.parametrize(
+    "width, encoder_gflop, step_gflop",
+    # byol-pytorch's torch FlopCounterMode figures for the same CIFAR ResNet-18 and 4096/256
+    # heads (shared/bench/peer/README.md): convolutions and matmuls, 1 MAC = 2 FLOPs.
+    [(64, 1.1108352, 8.962179072), (16, 0.070090752, 0.611057664)],
+)
+def test_step_flops_match_the_peer_harness(width, encoder_gflop, step_gflop):
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + f":w{width}_b256")
+    online, _ = build_towers(c)
+    flops = benchmark.byol_step_flops(online, 32)
+    assert flops["encoder_fwd_gflop_per_view"] == pytest.approx(encoder_gflop, rel=1e-9)
+    assert flops["projector_fwd_gflop_per_view"] == pytest.approx(
+        2 * (8 * width * 4096 + 4096 * 256) / 1e9
+    )
+    assert flops["predictor_fwd_gflop_per_view"] == pytest.approx(2 * (256 * 4096 * 2) / 1e9)
+    assert flops["step_gflop_per_image"] == pytest.approx(step_gflop, rel=1e-9)
+
+
+def test_time_windows_reports_the_median_of_each_window():
+    calls = []
+    timing = benchmark.Timing(warmup=2, windows=3, calls=4)
+    result = benchmark.time_windows(lambda: calls.append(1), timing)
+    assert len(calls) == 2 + 3 * 4
+    assert len(result["seconds_per_call"]) == 3
+    assert min(result["seconds_per_call"]) <= result["median_seconds_per_call"]
+    assert result["median_seconds_per_call"] <= max(result["seconds_per_call"])
+
+
+def test_unknown_part_is_refused():
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    with pytest.raises(ValueError, match="Unknown benchmark parts.*'trainstep'"):
+        benchmark.run_benchmark(c, parts=("trainstep",))
+
+
+@pytest.mark.slow
+def test_tool_writes_json_for_a_tiny_config(tmp_path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "benchmark.py"),
+            "--config=" + os.path.join(REPO, "configs", "benchmark.py") + ":local,device_aug",
+            f"--output={output}",
+            "--parts=train_step,augment,augmented_step,end_to_end",
+            "--warmup=1",
+            "--windows=2",
+            "--calls=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["settings"]["augment_on_device"] is True
+    assert report["settings"]["global_batch_size"] == 8
+    for part in ("train_step", "augment", "augmented_step", "end_to_end"):
+        assert report[part]["images_per_s"] > 0
+    assert report["augment"]["placement"] == "device (in the step)"
+    assert report["end_to_end"]["source"] == "synthetic:train"
+    assert len(report["train_step"]["seconds_per_step"]) == 2
+    assert report["train_step"]["gflops_per_s"] == pytest.approx(
+        report["train_step"]["images_per_s"] * report["train_step"]["step_gflop_per_image"]
+    )
+    assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] > 0
+    assert "matmul" not in report
