@@ -240,6 +240,36 @@ def test_a_bad_tf_config_is_a_clear_error(raw, expected):
         distribute.check_tf_config(raw)
 
 
+class _ResolvedMultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+    """A MultiWorkerMirroredStrategy in type only: its resolver reads TF_CONFIG, no cluster
+    is started."""
+
+    def __init__(self):  # not the real one, which would start the collective runtime
+        self._resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+    @property
+    def cluster_resolver(self):
+        return self._resolver
+
+
+@pytest.mark.parametrize(
+    "cluster, task, chief",
+    [
+        ({"worker": ["h:1", "h:2"]}, ("worker", 0), True),
+        ({"worker": ["h:1", "h:2"]}, ("worker", 1), False),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("chief", 0), True),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("worker", 0), False),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("worker", 1), False),
+    ],
+    ids=["workers:w0", "workers:w1", "chief:chief", "chief:w0", "chief:w1"],
+)
+def test_only_one_task_is_chief(monkeypatch, cluster, task, chief):
+    tf_config = {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert distribute.is_chief(_ResolvedMultiWorker()) is chief
+    assert distribute.is_chief(tf.distribute.get_strategy()) is True  # one process
+
+
 def test_multi_worker_strategy_with_a_bad_tf_config_fails_before_starting(monkeypatch, tmp_path):
     monkeypatch.setenv(
         "TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 3}}'
