@@ -20,6 +20,8 @@ import os
 
 import ml_collections
 
+from byol_tf.io import atomic_write_json
+
 CONFIG_FILE = "config.json"
 
 MAY_DIFFER_ON_RESUME = (
@@ -106,9 +108,5 @@ def save_config(workdir: str, config: ml_collections.ConfigDict, archive_previou
         while os.path.exists(f"{path}.{n}"):
             n += 1
         os.replace(path, f"{path}.{n}")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json(indent=2))
     # Other workers read this file while the chief writes it: they see the old or the new one.
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, json.loads(config.to_json()))
