@@ -9,7 +9,7 @@
   (seed, global step, global replica id, view), unless `augment.on_device` moves that part into
   the train step, which uses the same seeds (`batch_augment_seed`).
 
-With the epoch layout of `sources.py`, R workers with one replica each therefore produce the
+With the epoch layout of `source.py`, R workers with one replica each therefore produce the
 same per-replica batches, bit for bit, as one process with R replicas, and a run resumed at
 step s produces the batches an uninterrupted run would have produced from step s.
 With `data.service_address`, the same batches are produced on a tf.data service
