@@ -87,6 +87,9 @@ def evaluate_knn(
     encoder, train_source, test_source, config, forward: Callable | None = None
 ) -> dict[str, float]:
     """kNN accuracy of `encoder` with the train source as memory bank, on the test source."""
+    from byol_tf.data import check_same_classes  # local, as in extract_features
+
+    check_same_classes(train_source, test_source)
     forward = forward or inference_forward(encoder)
     train_x, train_y = extract_features(encoder, train_source, config, forward)
     test_x, test_y = extract_features(encoder, test_source, config, forward)

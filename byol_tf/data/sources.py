@@ -3,7 +3,8 @@
 
 `load_source` opens one as a `Source` (`byol_tf.data.source`, where the examples and the epoch
 layout are described); folders are read by `folders.py`, TFDS by `tfds_source.py`, and
-`data.cache` keeps the decoded images in memory (`memory.py`).
+`data.cache` keeps the decoded images in memory (`memory.py`). `check_same_classes` refuses a
+train/test pair whose labels mean different classes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from byol_tf.data.source import Element, Source
 from byol_tf.data.synthetic import make_synthetic
 from byol_tf.data.tfds_source import open_tfds
 
-__all__ = ["SPEC_HELP", "Element", "Source", "load_source"]
+__all__ = ["SPEC_HELP", "Element", "Source", "check_same_classes", "load_source"]
 
 SPEC_HELP = "'synthetic[:train|test]', 'tfds:<name>:<split>' or 'folder:<path>'"
 
@@ -58,4 +59,34 @@ def _synthetic(spec: str, split: str, config: ml_collections.ConfigDict) -> Sour
         s.num_classes,
         lookup=lambda i: (tf.gather(stacked, i), tf.gather(labels_t, i)),
         labels=labels,
+    )
+
+
+def _listed(names: list[str], most: int = 10) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
+
+
+def check_same_classes(train: Source, test: Source) -> None:
+    """Raises ValueError if both sources name their classes and the names differ.
+
+    Each folder numbers its own sorted class subfolders (a TFDS dataset its ClassLabel), so
+    a train and a test source with different classes would silently give one id to two
+    classes. Sources without class names (synthetic, unlabelled) are not checked.
+    """
+    a, b = train.class_names, test.class_names
+    if a is None or b is None or list(a) == list(b):
+        return
+    problems = []
+    if only_train := [n for n in a if n not in b]:
+        problems.append(f"only in train: {_listed(only_train)}")
+    if only_test := [n for n in b if n not in a]:
+        problems.append(f"only in test: {_listed(only_test)}")
+    if not problems:
+        i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        problems.append(f"different order: class {i} is {a[i]!r} in train, {b[i]!r} in test")
+    raise ValueError(
+        f"The train source {train.spec!r} and the test source {test.spec!r} do not have the same "
+        f"classes ({'; '.join(problems)}), so their class ids would not mean the same classes. "
+        "Give both the same class subfolders (an empty subfolder keeps a class's id)."
     )
