@@ -293,14 +293,29 @@ class Trainer:
         }
 
     def evaluate_knn(self) -> dict:
-        """kNN top-1 of the learned encoder and of a random-initialised one of the same architecture."""
+        """kNN top-1 of the learned encoder and of a random network of the same architecture.
+
+        The random network is built as the trained one started: with `ema.tau_base` = 1 it is
+        the target encoder itself, the frozen random network the online one learned to predict
+        (the "random network" row of the paper's fixed-target experiment; its BatchNorm moving
+        statistics come from its training-mode forward passes). Otherwise it is a fresh
+        encoder, given the same data-dependent start as the trained one under
+        `model.norm="bn_free_init"`.
+        """
         c = self.config
         if not (c.eval.knn_train and c.eval.knn_test):
             return {}
         train_src = data_lib.load_source(c.eval.knn_train, c)
         test_src = data_lib.load_source(c.eval.knn_test, c)
-        keras.utils.set_random_seed(c.seed + 1)
-        random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+        if c.ema.tau_base == 1.0:
+            random_encoder = self.target.encoder
+        else:
+            keras.utils.set_random_seed(c.seed + 1)
+            random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+            if c.model.norm == "bn_free_init":
+                views = next(iter(data_lib.pretrain_dataset(self.source, c)))
+                random_encoder(views["view1"], training=False)  # builds its variables
+                init_from_batchnorm(random_encoder, views["view1"])
         results = {}
         for name, encoder in (("learned", self.online.encoder), ("random", random_encoder)):
             acc = knn.evaluate_knn(encoder, train_src, test_src, c)

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from byol_tf import config as config_lib
 from byol_tf import experiment_runner as runner
-from byol_tf import experiments, train
+from byol_tf import experiments, knn, train
+from byol_tf.models import bn_free
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "experiments")
@@ -107,6 +108,37 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+@pytest.mark.parametrize("key", ["fixed_target:fixed_target", "bn_free:heads_none"])
+def test_the_random_row_is_built_as_the_trained_network_started(tmp_path, monkeypatch, key):
+    suite, name = key.split(":")
+    c = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name},local")
+    c.eval.knn_train, c.eval.knn_test = "synthetic:train", "synthetic:test"
+    c.augment.on_device = True  # tf.data only crops: the init batch comes faster
+    trainer = train.Trainer(c, str(tmp_path))
+    evaluated = {}
+
+    def fake_knn(encoder, train_source, test_source, config):
+        evaluated["random" if evaluated else "learned"] = encoder
+        return {"top1": 0.5, "top5": 1.0}
+
+    monkeypatch.setattr(knn, "evaluate_knn", fake_knn)
+    assert trainer.evaluate_knn() == {"knn_top1_learned": 0.5, "knn_top1_random": 0.5}
+    assert evaluated["learned"] is trainer.online.encoder
+    random = evaluated["random"]
+    if c.ema.tau_base == 1.0:  # the frozen target is the paper's "random network"
+        assert random is trainer.target.encoder
+        return
+    # BN-free: a fresh encoder with the data-dependent start (bn_free.init_from_batchnorm), not
+    # one whose affine layers are still at scale 1 and offset 0: gamma0 = 0 ends each residual
+    # branch, the other scales are 1 / sigma of that batch.
+    assert c.model.norm == "bn_free_init" and random is not trainer.target.encoder
+    norms = bn_free._norms(random.backbone)
+    assert all(not np.any(norm.gamma.numpy()) for norm, last in norms if last)
+    assert all(np.all(norm.gamma.numpy() != 1.0) for norm, last in norms if not last)
+    fresh, online = random.backbone.stem_conv.kernel, trainer.online.encoder.backbone.stem_conv
+    assert not np.allclose(fresh.numpy(), online.kernel.numpy())
 
 
 def test_docstrings_and_document_hold_the_commands():
