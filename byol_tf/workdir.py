@@ -44,12 +44,13 @@ class ConfigMismatchError(ValueError):
     """The workdir holds a run with a different config."""
 
 
-def _flatten(tree, prefix="") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: a nested config dict as dotted field names."""
     out = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -57,8 +58,8 @@ def _flatten(tree, prefix="") -> dict:
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
     """{field: (saved value, new value)} for every field that differs (JSON-normalised)."""
-    new = _flatten(json.loads(config.to_json()))
-    old = _flatten(saved)
+    new = flatten(json.loads(config.to_json()))
+    old = flatten(saved)
     missing = object()
     return {
         k: (old.get(k, missing), new.get(k, missing))

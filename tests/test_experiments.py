@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from byol_tf import config as config_lib
 from byol_tf import experiment_runner as runner
-from byol_tf import experiments, knn, train
+from byol_tf import experiments, knn, train, workdir
 from byol_tf.models import bn_free
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,27 +87,14 @@ def test_variants_differ_from_the_base_only_where_they_say():
     base = json.loads(config_lib.load_config(os.path.join(CONFIGS, "_base.py")).to_json())
     for suite, name in _all_variants():
         config = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name}")
-        resolved = json.loads(config.to_json())
+        resolved = workdir.flatten(json.loads(config.to_json()))
         overrides = experiments.load_suite(CONFIGS, suite)[name].overrides
         for key, value in overrides.items():
-            node = resolved
-            for part in key.split("."):
-                node = node[part]
-            assert node == (list(value) if isinstance(value, tuple) else value), (suite, name, key)
+            expected = list(value) if isinstance(value, tuple) else value
+            assert resolved[key] == expected, (suite, name, key)
         # Everything else is the shared budget.
-        changed = {k for k in overrides}
-        flat_base, flat_resolved = _flatten(base), _flatten(resolved)
-        assert {k for k in flat_base if flat_base[k] != flat_resolved[k]} <= changed
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+        flat_base = workdir.flatten(base)
+        assert {k for k in flat_base if flat_base[k] != resolved[k]} <= set(overrides)
 
 
 @pytest.mark.parametrize("key", ["fixed_target:fixed_target", "bn_free:heads_none"])

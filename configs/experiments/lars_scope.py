@@ -31,19 +31,11 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+from byol_tf.experiments import Variant, head_norms, suite_config
 
 # No variable path is empty, so this pattern selects nothing: LARS nowhere.
 NOWHERE = r"^$"
-_GN_NO_BN = {
-    "model.norm": "group_ws",
-    "model.projector.norm": "none",
-    "model.predictor.norm": "none",
-}
+_GN_NO_BN = {"model.norm": "group_ws", **head_norms("none", "none")}
 
 # Plain momentum SGD outside the scope: lr 1.0 x 0.05 = 0.05 at batch 256 (see above).
 UNSCOPED_LR_SCALE = 0.05
@@ -74,6 +66,4 @@ VARIANTS = {
     ),
 }
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)
