@@ -115,6 +115,10 @@ def base_config() -> ml_collections.ConfigDict:
     # pattern) get the trust ratio; the others keep weight decay and plain momentum.
     # Empty: every non-excluded variable (the paper).
     c.optimizer.lars_include_patterns = ()
+    # Multiplies the learning rate of the variables outside the LARS scope (not excluded, not
+    # matched by lars_include_patterns). Without the trust ratio (~1e-3 * |w| / |g|) a LARS
+    # learning rate is a far larger step than plain momentum SGD takes; 1.0 keeps it as is.
+    c.optimizer.unscoped_lr_scale = 1.0
 
     c.schedule = ml_collections.ConfigDict()
     c.schedule.epochs = 1000
@@ -215,6 +219,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 re.compile(pattern)
             except re.error as e:
                 raise ValueError(f"optimizer.{field} has a bad regex {pattern!r}: {e}.") from e
+    if config.optimizer.unscoped_lr_scale <= 0:
+        raise ValueError(
+            f"optimizer.unscoped_lr_scale={config.optimizer.unscoped_lr_scale} must be > 0."
+        )
     if config.data.global_batch_size < 1:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
     if config.train.steps_per_call < 1:

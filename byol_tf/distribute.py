@@ -129,9 +129,17 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the one process that writes checkpoints, summaries and exports."""
+    """True on the one process that writes checkpoints, summaries and exports.
+
+    As TF's `multi_worker_util.is_chief`: the "chief" task when the cluster has a chief job,
+    otherwise worker 0. (Worker 0 of a cluster with a chief is an ordinary worker: were it
+    chief too, two processes would write the same checkpoints and logs.)
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+    if task_type is None or task_type == "chief":
+        return True
+    has_chief_job = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief_job

@@ -27,6 +27,7 @@ import ml_collections
 
 from byol_tf.config import load_config
 from byol_tf.experiments import LOCAL, SUITES, Variant, apply_overrides, load_suite
+from byol_tf.io import atomic_write_json, read_json
 
 # --- runs --------------------------------------------------------------------------------------
 
@@ -123,23 +124,9 @@ def plan_runs(
     return runs
 
 
-def _read_json(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, value: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def finished_summary(workdir: str) -> dict | None:
     """The run's summary if it trained to the end (a preempted run's summary does not count)."""
-    summary = _read_json(os.path.join(workdir, "summary.json"))
+    summary = read_json(os.path.join(workdir, "summary.json"))
     return summary if summary is not None and not summary.get("preempted") else None
 
 
@@ -148,7 +135,7 @@ def _resolved(config: ml_collections.ConfigDict) -> dict:
 
 
 def _check_same_config(run: Run, resolved: dict) -> None:
-    written = _read_json(os.path.join(run.workdir, "config.json"))
+    written = read_json(os.path.join(run.workdir, "config.json"))
     if written is not None and written != resolved:
         raise RuntimeError(
             f"{run.workdir} holds a run of a different config than {run.key} resolves to now "
@@ -163,7 +150,7 @@ def _find_twin(workdir_root: str, resolved: dict, own: str) -> str | None:
         workdir = os.path.dirname(path)
         if os.path.abspath(workdir) == os.path.abspath(own):
             continue
-        if _read_json(path) == resolved and finished_summary(workdir) is not None:
+        if read_json(path) == resolved and finished_summary(workdir) is not None:
             return workdir
     return None
 
@@ -218,14 +205,14 @@ def run_one(
     _check_same_config(run, resolved)
     workdir, status, note = run.workdir, "finished", ""
     summary = finished_summary(workdir)
-    record = _read_json(os.path.join(workdir, "experiment.json")) or {}
+    record = read_json(os.path.join(workdir, "experiment.json")) or {}
     if summary is None:
         twin = _find_twin(workdir_root, resolved, run.workdir)
         if twin is not None:
             workdir, status = twin, "reused"
             note = f"same config as {os.path.relpath(twin, workdir_root)}"
             summary = finished_summary(twin)
-            record = _read_json(os.path.join(twin, "experiment.json")) or {}
+            record = read_json(os.path.join(twin, "experiment.json")) or {}
         elif dry_run:
             return Outcome(run, "not run", workdir)
         else:
@@ -245,7 +232,7 @@ def run_one(
     for name, evaluate in evaluators.items():
         if name not in metrics:
             metrics[name] = evaluate(workdir, summary, config)
-    _write_json(os.path.join(workdir, "experiment.json"), record)
+    atomic_write_json(os.path.join(workdir, "experiment.json"), record)
     return Outcome(run, status, workdir, summary, record, note)
 
 

@@ -1,7 +1,7 @@
 """The mechanism experiments (issue 7) as configs: variants of one budget config.
 
 A suite is one file in `configs/experiments/`. It defines `VARIANTS`, an ordered
-name -> `Variant`, and `get_config(arg)` = `variant_config(...)`: the shared budget of
+name -> `Variant`, and `get_config = suite_config(__file__, VARIANTS)`: the shared budget of
 `configs/experiments/_base.py`, then the variant's overrides, then, when `arg` contains
 `local` (e.g. "bn_none,local"), the tiny settings used by the tests. Running the suites and
 writing their tables is `byol_tf.experiment_runner`.
@@ -13,7 +13,7 @@ import dataclasses
 import glob
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ml_collections
@@ -86,6 +86,23 @@ def variant_config(
     if local:
         apply_overrides(config, variants[name].local_overrides)
     return config
+
+
+def suite_config(
+    suite_file: str, variants: Mapping[str, Variant]
+) -> Callable[..., ml_collections.ConfigDict]:
+    """The `get_config(arg)` of the suite file `suite_file`, over the `_base.py` beside it."""
+    base_file = os.path.join(os.path.dirname(os.path.abspath(suite_file)), "_base.py")
+
+    def get_config(arg: str = "") -> ml_collections.ConfigDict:
+        return variant_config(base_file, variants, arg)
+
+    return get_config
+
+
+def head_norms(projector: str, predictor: str) -> dict[str, str]:
+    """Overrides that set the projector's and the predictor's norm (one of HEAD_NORMS)."""
+    return {"model.projector.norm": projector, "model.predictor.norm": predictor}
 
 
 def load_suite(configs_dir: str, suite: str) -> Mapping[str, Variant]:

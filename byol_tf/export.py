@@ -38,16 +38,25 @@ def export_encoder(encoder: keras.Model, directory: str, image_size: int) -> str
         fn=lambda images: {SIGNATURE_OUTPUT: tf.cast(encoder(images, training=True), tf.float32)},
         input_signature=[spec],
     )
-    # Write next to the destination and rename, so a crash never leaves a half export in place.
+    write_archive(archive, directory)
+    try:
+        encoder.save(directory.rstrip("/") + ".keras")
+    except (TypeError, ValueError, NotImplementedError) as e:  # a user model that won't serialise
+        print(f"Warning: could not write {directory}.keras ({e}); the SavedModel is complete.")
+    return directory
+
+
+def write_archive(archive: keras.export.ExportArchive, directory: str) -> str:
+    """Writes `archive` as a SavedModel to `directory`, replacing what is there.
+
+    Written next to the destination and renamed, so a crash never leaves half an export in
+    place.
+    """
     tmp = directory.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     archive.write_out(tmp, verbose=False)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
-    try:
-        encoder.save(directory.rstrip("/") + ".keras")
-    except (TypeError, ValueError, NotImplementedError) as e:  # a user model that won't serialise
-        print(f"Warning: could not write {directory}.keras ({e}); the SavedModel is complete.")
     return directory
 
 

@@ -62,34 +62,43 @@ def inference_forward(encoder) -> Callable[[tf.Tensor], tf.Tensor]:
     )
 
 
-def extract_features(
-    encoder, source, config, forward: Callable | None = None
+def representations(
+    encoder, dataset: tf.data.Dataset, forward: Callable | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Representations (inference mode: BatchNorm uses moving statistics) and labels of a source.
+    """Representations (inference mode: BatchNorm uses moving statistics) and int64 labels of
+    every {"image", "label"} batch of `dataset`.
 
-    Pass `forward` (from `inference_forward`) when evaluating the same encoder repeatedly, so
-    it is compiled once.
+    Pass `forward` (from `inference_forward`) when encoding with the same encoder repeatedly,
+    so it is compiled once.
     """
-    from byol_tf import data as data_lib  # local: data imports augment, which is heavier
-
-    if source.num_classes is None:
-        raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
-    dataset = data_lib.eval_dataset(source, config, config.eval.batch_size, config.data.image_size)
     forward = forward or inference_forward(encoder)
     features, labels = [], []
     for batch in dataset:
         features.append(forward(batch["image"]).numpy())
         labels.append(batch["label"].numpy())
-    return np.concatenate(features), np.concatenate(labels)
+    if not features:
+        raise ValueError("The dataset to encode is empty.")
+    return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
 
 def evaluate_knn(
     encoder, train_source, test_source, config, forward: Callable | None = None
 ) -> dict[str, float]:
     """kNN accuracy of `encoder` with the train source as memory bank, on the test source."""
+    from byol_tf import data as data_lib  # local: data imports augment, which is heavier
+
+    data_lib.check_same_classes(train_source, test_source)
+    for source in (train_source, test_source):
+        if source.num_classes is None:
+            raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
     forward = forward or inference_forward(encoder)
-    train_x, train_y = extract_features(encoder, train_source, config, forward)
-    test_x, test_y = extract_features(encoder, test_source, config, forward)
+    size, batch = config.data.image_size, config.eval.batch_size
+    train_x, train_y = representations(
+        encoder, data_lib.eval_dataset(train_source, config, batch, size), forward
+    )
+    test_x, test_y = representations(
+        encoder, data_lib.eval_dataset(test_source, config, batch, size), forward
+    )
     num_classes = max(train_source.num_classes, test_source.num_classes)
     return knn_accuracy(
         train_x,

@@ -49,6 +49,8 @@ class KnnMonitor(keras.callbacks.Callback):
                 data_lib.load_source(c.eval.knn_train, c),
                 data_lib.load_source(c.eval.knn_test, c),
             )
+            # Before the first step, rather than at the first evaluation epochs later.
+            data_lib.check_same_classes(*self._sources)
             self._forward = knn.inference_forward(self.encoder)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

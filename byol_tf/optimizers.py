@@ -13,7 +13,10 @@ option (off by default; the reference has none).
 
 LARS scope (Fetterman & Albrecht's ablation): `include_patterns` narrows the trust ratio to
 the variables whose path matches one of them; the others that are not excluded keep the
-weight decay and plain momentum. Empty means every non-excluded variable, as in the paper.
+weight decay and plain momentum, at the learning rate times `unscoped_lr_scale` (the trust
+ratio shrinks a LARS step by orders of magnitude, so plain SGD at the LARS learning rate would
+take far larger steps). Empty means every non-excluded variable, as in the paper. Excluded
+variables (biases, norm parameters) follow the learning rate unscaled whatever the scope.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ class LARS(keras.optimizers.Optimizer):
         nesterov: bool = False,
         exclude_patterns: Sequence[str] = DEFAULT_EXCLUDE_PATTERNS,
         include_patterns: Sequence[str] = (),
+        unscoped_lr_scale: float = 1.0,
         name: str = "lars",
         **kwargs,
     ):
@@ -155,6 +159,8 @@ class LARS(keras.optimizers.Optimizer):
             raise ValueError(f"weight_decay_rate={weight_decay_rate} must be >= 0.")
         if trust_coefficient <= 0.0:
             raise ValueError(f"trust_coefficient={trust_coefficient} must be > 0.")
+        if unscoped_lr_scale <= 0.0:
+            raise ValueError(f"unscoped_lr_scale={unscoped_lr_scale} must be > 0.")
         for pattern in (*exclude_patterns, *include_patterns):
             re.compile(pattern)  # Fail now on a malformed regex, not at build time.
         self.momentum = float(momentum)
@@ -163,6 +169,7 @@ class LARS(keras.optimizers.Optimizer):
         self.nesterov = bool(nesterov)
         self.exclude_patterns = tuple(exclude_patterns)
         self.include_patterns = tuple(include_patterns)
+        self.unscoped_lr_scale = float(unscoped_lr_scale)
 
     def build(self, variables):
         if self.built:
@@ -175,6 +182,10 @@ class LARS(keras.optimizers.Optimizer):
         self._adapted = tuple(
             _adapted(_variable_path(v), self.exclude_patterns, self.include_patterns)
             for v in variables
+        )
+        self._lr_scales = tuple(
+            1.0 if excluded or adapted else self.unscoped_lr_scale
+            for excluded, adapted in zip(self._excluded, self._adapted)
         )
         if self.include_patterns and not any(self._adapted):
             logging.warning(
@@ -190,7 +201,7 @@ class LARS(keras.optimizers.Optimizer):
             variable,
             gradient,
             velocity,
-            learning_rate,
+            learning_rate * self._lr_scales[index],
             weight_decay=self.weight_decay_rate,
             momentum=self.momentum,
             trust_coefficient=self.trust_coefficient,
@@ -210,6 +221,7 @@ class LARS(keras.optimizers.Optimizer):
             nesterov=self.nesterov,
             exclude_patterns=list(self.exclude_patterns),
             include_patterns=list(self.include_patterns),
+            unscoped_lr_scale=self.unscoped_lr_scale,
         )
         return config
 
@@ -218,7 +230,7 @@ def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.o
     """The optimizer named by `config.optimizer.name` with `learning_rate` (float or schedule).
 
     "lars": `LARS` from `optimizer.{momentum, weight_decay, trust_coefficient, nesterov,
-    exclude_patterns, lars_include_patterns}`.
+    exclude_patterns, lars_include_patterns, unscoped_lr_scale}`.
     "sgd": `keras.optimizers.SGD` with `optimizer.{momentum, nesterov}` only: no weight decay,
     no trust ratio, no exclusions (the linear-evaluation recipe uses no decay). Keras's SGD
     keeps the learning rate inside its velocity (v = m * v - lr * g), which matches LARS's
@@ -234,6 +246,7 @@ def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.o
             nesterov=opt.nesterov,
             exclude_patterns=tuple(opt.exclude_patterns),
             include_patterns=tuple(opt.lars_include_patterns),
+            unscoped_lr_scale=opt.unscoped_lr_scale,
         )
     if opt.name == "sgd":
         if opt.weight_decay:

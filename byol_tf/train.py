@@ -7,7 +7,6 @@ its schedule, the callbacks (EMA, export, logging), checkpoints, and the end-of-
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -23,6 +22,7 @@ from byol_tf import distribute, faults, knn
 from byol_tf import workdir as workdir_lib
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
 from byol_tf.checkpointing import Checkpointer, DataPosition
+from byol_tf.io import atomic_write_json, read_json
 from byol_tf.models import (
     build_towers,
     copy_online_to_target,
@@ -293,14 +293,29 @@ class Trainer:
         }
 
     def evaluate_knn(self) -> dict:
-        """kNN top-1 of the learned encoder and of a random-initialised one of the same architecture."""
+        """kNN top-1 of the learned encoder and of a random network of the same architecture.
+
+        The random network is built as the trained one started: with `ema.tau_base` = 1 it is
+        the target encoder itself, the frozen random network the online one learned to predict
+        (the "random network" row of the paper's fixed-target experiment; its BatchNorm moving
+        statistics come from its training-mode forward passes). Otherwise it is a fresh
+        encoder, given the same data-dependent start as the trained one under
+        `model.norm="bn_free_init"`.
+        """
         c = self.config
         if not (c.eval.knn_train and c.eval.knn_test):
             return {}
         train_src = data_lib.load_source(c.eval.knn_train, c)
         test_src = data_lib.load_source(c.eval.knn_test, c)
-        keras.utils.set_random_seed(c.seed + 1)
-        random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+        if c.ema.tau_base == 1.0:
+            random_encoder = self.target.encoder
+        else:
+            keras.utils.set_random_seed(c.seed + 1)
+            random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+            if c.model.norm == "bn_free_init":
+                views = next(iter(data_lib.pretrain_dataset(self.source, c)))
+                random_encoder(views["view1"], training=False)  # builds its variables
+                init_from_batchnorm(random_encoder, views["view1"])
         results = {}
         for name, encoder in (("learned", self.online.encoder), ("random", random_encoder)):
             acc = knn.evaluate_knn(encoder, train_src, test_src, c)
@@ -308,15 +323,34 @@ class Trainer:
         return results
 
 
+# Measured on the last trained step: a call of `fit` that trains no step has none of its own.
+_LAST_STEP_FIELDS = ("final_loss", "collapse_std", "images_per_s")
+
+
+def keep_previous_measurements(workdir: str, summary: dict) -> dict:
+    """`summary`, with the last-step fields of the workdir's summary when it trained no step.
+
+    Rerunning a finished run trains nothing, so its loss and collapse indicator are NaN; the
+    summary it replaces holds the real ones, measured at the same step.
+    """
+    previous = read_json(os.path.join(workdir, "summary.json"))
+    if not previous or previous.get("steps") != summary["steps"]:
+        return summary
+    kept = {
+        k: previous[k]
+        for k in _LAST_STEP_FIELDS
+        if previous.get(k) is not None and not math.isfinite(summary.get(k, math.nan))
+    }
+    return {**summary, **kept}
+
+
 def write_summary(workdir: str, summary: dict) -> str:
-    path = os.path.join(workdir, "summary.json")
+    """Writes `summary.json` atomically (the experiment runner takes it as "finished")."""
     clean = {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v)
         for k, v in summary.items()
     }
-    with open(path, "w") as f:
-        json.dump(clean, f, indent=2, sort_keys=True)
-    return path
+    return atomic_write_json(os.path.join(workdir, "summary.json"), clean)
 
 
 def train_and_evaluate(
@@ -328,6 +362,8 @@ def train_and_evaluate(
     """
     trainer = Trainer(config, workdir, overwrite=overwrite)
     summary = trainer.fit()
+    if trainer.is_chief:
+        summary = keep_previous_measurements(workdir, summary)
     # Only the chief reports; the kNN check is a pure evaluation, other workers skip it.
     if not summary["preempted"] and trainer.is_chief:
         summary.update(trainer.evaluate_knn())

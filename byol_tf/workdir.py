@@ -20,6 +20,8 @@ import os
 
 import ml_collections
 
+from byol_tf.io import atomic_write_json
+
 CONFIG_FILE = "config.json"
 
 MAY_DIFFER_ON_RESUME = (
@@ -42,12 +44,13 @@ class ConfigMismatchError(ValueError):
     """The workdir holds a run with a different config."""
 
 
-def _flatten(tree, prefix="") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: a nested config dict as dotted field names."""
     out = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -55,8 +58,8 @@ def _flatten(tree, prefix="") -> dict:
 
 def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
     """{field: (saved value, new value)} for every field that differs (JSON-normalised)."""
-    new = _flatten(json.loads(config.to_json()))
-    old = _flatten(saved)
+    new = flatten(json.loads(config.to_json()))
+    old = flatten(saved)
     missing = object()
     return {
         k: (old.get(k, missing), new.get(k, missing))
@@ -106,9 +109,5 @@ def save_config(workdir: str, config: ml_collections.ConfigDict, archive_previou
         while os.path.exists(f"{path}.{n}"):
             n += 1
         os.replace(path, f"{path}.{n}")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json(indent=2))
     # Other workers read this file while the chief writes it: they see the old or the new one.
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, json.loads(config.to_json()))

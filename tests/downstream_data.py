@@ -98,3 +98,14 @@ def eval_config(name: str):
     c = load_config(os.path.join(REPO, "configs", f"{name}.py") + ":local")
     c.data.image_size = SIZE
     return c
+
+
+def signature_features(path: str, source) -> tuple[np.ndarray, np.ndarray]:
+    """Representations straight from the SavedModel's serving signature, as a user would."""
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    features, labels = [], []
+    for batch in source.ordered_examples().batch(32):
+        images = tf.image.convert_image_dtype(batch["image"], tf.float32)
+        features.append(serve(images=images)["representation"].numpy())
+        labels.append(batch["label"].numpy())
+    return np.concatenate(features), np.concatenate(labels)

@@ -1,7 +1,9 @@
 """byol_tf.data: source strings, image folders with bad files, offline TFDS, the synthetic
 shapes, and the pretraining pipeline's layout (epochs, exact resumption, sharding)."""
 
+import dataclasses
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -122,6 +124,48 @@ def test_folder_without_subfolders_is_unlabelled(tmp_path):
     assert (source.num_examples, source.num_classes, source.class_names) == (3, None, None)
     labels = [int(ex["label"]) for ex in source.ordered_examples().as_numpy_iterator()]
     assert labels == [-1, -1, -1]
+
+
+def _class_folder(root, classes) -> str:
+    for i, name in enumerate(classes):
+        _write(root / name / "x.png", tf.io.encode_png(_pixels((4, 4, 3), i)).numpy())
+    return f"folder:{root}"
+
+
+def test_train_and_test_with_other_classes_are_refused_by_every_user(tmp_path):
+    from byol_tf import knn
+    from byol_tf.config import load_config
+    from byol_tf.evaluation.finetune import run_finetune
+    from byol_tf.evaluation.setup import open_sources
+    from byol_tf.monitor import KnnMonitor
+
+    train_spec = _class_folder(tmp_path / "train", ["ants", "bees", "cats"])
+    test_spec = _class_folder(tmp_path / "test", ["ants", "bees", "wasps"])
+    differ = "only in train: cats; only in test: wasps"
+    c = tiny_config(
+        **{"eval.knn_train": train_spec, "eval.knn_test": test_spec, "eval.knn_every_epochs": 1}
+    )
+    train, test = data.load_source(train_spec, c), data.load_source(test_spec, c)
+    with pytest.raises(ValueError, match=f"{tmp_path}/train.*{tmp_path}/test.*{differ}"):
+        data.check_same_classes(train, test)
+    # Each place that pairs a train and a test source refuses them before any work.
+    with pytest.raises(ValueError, match=differ):
+        knn.evaluate_knn(None, train, test, c)
+    with pytest.raises(ValueError, match=differ):
+        KnnMonitor(None, c, steps_per_epoch=1, log=print).on_train_begin()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for tool in ("knn_eval", "linear_eval", "finetune"):
+        config = load_config(os.path.join(repo, "configs", f"{tool}.py") + ":local")
+        with pytest.raises(ValueError, match=differ):
+            open_sources(train_spec, test_spec, config)
+    with pytest.raises(ValueError, match=differ):
+        run_finetune("not/read", train_spec, test_spec, config)
+    # The same names in another order, and the passing cases.
+    reordered = dataclasses.replace(test, class_names=["bees", "ants", "cats"])
+    with pytest.raises(ValueError, match="class 0 is 'ants' in train, 'bees' in test"):
+        data.check_same_classes(train, reordered)
+    data.check_same_classes(train, dataclasses.replace(test, class_names=["ants", "bees", "cats"]))
+    data.check_same_classes(train, data.load_source("synthetic:test", c))  # no names: unchecked
 
 
 def test_eval_dataset_centre_crops_resizes_and_keeps_the_last_batch(image_tree):

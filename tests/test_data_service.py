@@ -57,10 +57,61 @@ def test_the_service_produces_the_local_batches(data_service):
             np.testing.assert_array_equal(b[name], local[i][name], err_msg=name)
 
 
-def test_training_through_the_service(data_service, tmp_path):
-    c = job_config(**{"data.service_address": data_service, "schedule.total_steps": 3})
-    summary = train.Trainer(c, str(tmp_path)).fit(stop_at_step=3)
+def _key(batch) -> bytes:
+    return batch["label"].tobytes() + batch["view1"][:, 0, 0, 0].tobytes()
+
+
+class RecordingTrainer(train.Trainer):
+    """Notes the key of every batch its input pipeline hands over, in order."""
+
+    arrived: list
+
+    def _dataset(self, start_step):
+        def note(label, view1):
+            self.arrived.append(_key({"label": label.numpy(), "view1": view1.numpy()}))
+            return 0
+
+        def record(batch):
+            token = tf.py_function(note, [batch["label"], batch["view1"]], tf.int64)
+            with tf.control_dependencies([token]):
+                return {k: tf.identity(v) for k, v in batch.items()}
+
+        def dataset_fn(context):
+            return data.pretrain_dataset(self.source, self.config, context, start_step).map(record)
+
+        self.arrived = []
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+
+class ReplayTrainer(train.Trainer):
+    """Trains on the given batches, in the given order."""
+
+    batches: list
+
+    def _dataset(self, start_step):
+        stacked = {k: np.stack([b[k] for b in self.batches]) for k in self.batches[0]}
+        return self.strategy.distribute_datasets_from_function(
+            lambda context: tf.data.Dataset.from_tensor_slices(stacked)
+        )
+
+
+def test_training_through_the_service_matches_training_on_the_local_batches(data_service, tmp_path):
+    c = job_config(**{"schedule.total_steps": 4})  # stopped at 3: no end-of-run export
+    remote_config = job_config(**{"data.service_address": data_service, "schedule.total_steps": 4})
+    remote = RecordingTrainer(remote_config, str(tmp_path / "remote"))
+    start = [v.numpy() for v in remote.online.weights]
+    summary = remote.fit(stop_at_step=3)
     assert summary["steps"] == 3 and np.isfinite(summary["final_loss"])
+    # The service hands out the local pipeline's batches, perhaps out of order (see above): the
+    # same steps trained locally in the order they arrived give the same weights.
+    local = {_key(b): b for b in batches(data.pretrain_dataset(remote.source, c), 8)}
+    replay = ReplayTrainer(c, str(tmp_path / "local"))
+    replay.batches = [local[k] for k in remote.arrived[:3]]
+    replay.fit(stop_at_step=3)
+    pairs = list(zip(start, remote.online.weights, replay.online.weights, strict=True))
+    for _, a, b in pairs:
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
+    assert max(np.abs(s - a.numpy()).max() for s, a, _ in pairs) > 0  # training moved them
 
 
 def test_a_dispatcher_that_does_not_answer_is_an_error_in_bounded_time():

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from byol_tf import config as config_lib
 from byol_tf import experiment_runner as runner
-from byol_tf import experiments, train
+from byol_tf import experiments, knn, train, workdir
+from byol_tf.models import bn_free
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "experiments")
@@ -86,27 +87,45 @@ def test_variants_differ_from_the_base_only_where_they_say():
     base = json.loads(config_lib.load_config(os.path.join(CONFIGS, "_base.py")).to_json())
     for suite, name in _all_variants():
         config = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name}")
-        resolved = json.loads(config.to_json())
+        resolved = workdir.flatten(json.loads(config.to_json()))
         overrides = experiments.load_suite(CONFIGS, suite)[name].overrides
         for key, value in overrides.items():
-            node = resolved
-            for part in key.split("."):
-                node = node[part]
-            assert node == (list(value) if isinstance(value, tuple) else value), (suite, name, key)
+            expected = list(value) if isinstance(value, tuple) else value
+            assert resolved[key] == expected, (suite, name, key)
         # Everything else is the shared budget.
-        changed = {k for k in overrides}
-        flat_base, flat_resolved = _flatten(base), _flatten(resolved)
-        assert {k for k in flat_base if flat_base[k] != flat_resolved[k]} <= changed
+        flat_base = workdir.flatten(base)
+        assert {k for k in flat_base if flat_base[k] != resolved[k]} <= set(overrides)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+@pytest.mark.parametrize("key", ["fixed_target:fixed_target", "bn_free:heads_none"])
+def test_the_random_row_is_built_as_the_trained_network_started(tmp_path, monkeypatch, key):
+    suite, name = key.split(":")
+    c = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name},local")
+    c.eval.knn_train, c.eval.knn_test = "synthetic:train", "synthetic:test"
+    c.augment.on_device = True  # tf.data only crops: the init batch comes faster
+    trainer = train.Trainer(c, str(tmp_path))
+    evaluated = {}
+
+    def fake_knn(encoder, train_source, test_source, config):
+        evaluated["random" if evaluated else "learned"] = encoder
+        return {"top1": 0.5, "top5": 1.0}
+
+    monkeypatch.setattr(knn, "evaluate_knn", fake_knn)
+    assert trainer.evaluate_knn() == {"knn_top1_learned": 0.5, "knn_top1_random": 0.5}
+    assert evaluated["learned"] is trainer.online.encoder
+    random = evaluated["random"]
+    if c.ema.tau_base == 1.0:  # the frozen target is the paper's "random network"
+        assert random is trainer.target.encoder
+        return
+    # BN-free: a fresh encoder with the data-dependent start (bn_free.init_from_batchnorm), not
+    # one whose affine layers are still at scale 1 and offset 0: gamma0 = 0 ends each residual
+    # branch, the other scales are 1 / sigma of that batch.
+    assert c.model.norm == "bn_free_init" and random is not trainer.target.encoder
+    norms = bn_free._norms(random.backbone)
+    assert all(not np.any(norm.gamma.numpy()) for norm, last in norms if last)
+    assert all(np.all(norm.gamma.numpy() != 1.0) for norm, last in norms if not last)
+    fresh, online = random.backbone.stem_conv.kernel, trainer.online.encoder.backbone.stem_conv
+    assert not np.allclose(fresh.numpy(), online.kernel.numpy())
 
 
 def test_docstrings_and_document_hold_the_commands():

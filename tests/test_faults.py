@@ -3,6 +3,7 @@ when to save and stop, and clear errors for a bad TF_CONFIG."""
 
 import json
 import logging
+import math
 import os
 import shutil
 
@@ -161,6 +162,43 @@ def test_trainer_refuses_a_differing_config_and_overwrite_keeps_the_old_one(tmp_
     assert json.loads((tmp_path / "config.json.1").read_text())["schedule"]["total_steps"] == 1
 
 
+class _RunWithNothingLeft:
+    """Stands in for a Trainer resumed in a finished workdir: `fit` trains no step."""
+
+    is_chief = True
+
+    def __init__(self, config, workdir, overwrite=False):
+        pass
+
+    def fit(self):
+        nan = float("nan")
+        return dict(steps=6, final_loss=nan, collapse_std=nan, images_per_s=nan, preempted=False)
+
+    def evaluate_knn(self):
+        return {"knn_top1_learned": 0.5}
+
+
+def test_summary_is_written_atomically_and_a_rerun_keeps_its_measurements(tmp_path, monkeypatch):
+    finished = dict(steps=6, final_loss=1.5, collapse_std=0.8, images_per_s=90.0, preempted=False)
+    path = train.write_summary(str(tmp_path), finished)
+    # Rerun: nothing left to train, so no loss of its own; the finished run's values stay.
+    monkeypatch.setattr(train, "Trainer", _RunWithNothingLeft)
+    again = train.train_and_evaluate(job_config(), str(tmp_path))
+    expected = {**finished, "knn_top1_learned": 0.5}
+    assert json.loads(open(path).read()) == expected
+    assert again["final_loss"] == 1.5 and again["summary_path"] == path
+    # Only a summary of the same step lends its values; another step's are not this run's.
+    moved = train.keep_previous_measurements(
+        str(tmp_path), {**_RunWithNothingLeft.fit(None), "steps": 8}
+    )
+    assert math.isnan(moved["final_loss"])
+    # A write that fails half way (here: a value JSON cannot hold) leaves the old file whole.
+    with pytest.raises(TypeError):
+        train.write_summary(str(tmp_path), {"a_value": object(), "steps": 7})
+    assert json.loads(open(path).read()) == expected
+    assert os.listdir(tmp_path) == ["summary.json"]
+
+
 # --- When to save and stop -----------------------------------------------------------------------
 
 
@@ -238,6 +276,36 @@ def test_worker_failure_message_names_the_cause_and_the_checkpoint():
 def test_a_bad_tf_config_is_a_clear_error(raw, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
         distribute.check_tf_config(raw)
+
+
+class _ResolvedMultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+    """A MultiWorkerMirroredStrategy in type only: its resolver reads TF_CONFIG, no cluster
+    is started."""
+
+    def __init__(self):  # not the real one, which would start the collective runtime
+        self._resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+    @property
+    def cluster_resolver(self):
+        return self._resolver
+
+
+@pytest.mark.parametrize(
+    "cluster, task, chief",
+    [
+        ({"worker": ["h:1", "h:2"]}, ("worker", 0), True),
+        ({"worker": ["h:1", "h:2"]}, ("worker", 1), False),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("chief", 0), True),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("worker", 0), False),
+        ({"chief": ["h:0"], "worker": ["h:1", "h:2"]}, ("worker", 1), False),
+    ],
+    ids=["workers:w0", "workers:w1", "chief:chief", "chief:w0", "chief:w1"],
+)
+def test_only_one_task_is_chief(monkeypatch, cluster, task, chief):
+    tf_config = {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert distribute.is_chief(_ResolvedMultiWorker()) is chief
+    assert distribute.is_chief(tf.distribute.get_strategy()) is True  # one process
 
 
 def test_multi_worker_strategy_with_a_bad_tf_config_fails_before_starting(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from downstream_data import REPO, data, eval_config, specs
+from downstream_data import REPO, data, eval_config, signature_features, specs
 from test_train import tiny_config
 
 from byol_tf import config as config_lib
@@ -19,17 +19,6 @@ from byol_tf.evaluation.knn_eval import run_knn_eval
 from byol_tf.monitor import KnnMonitor
 
 
-def signature_features(path, source, config):
-    """Representations straight from the SavedModel's serving signature, as a user would."""
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    features, labels = [], []
-    for batch in source.ordered_examples().batch(32):
-        images = tf.image.convert_image_dtype(batch["image"], tf.float32)
-        features.append(serve(images=images)["representation"].numpy())
-        labels.append(batch["label"].numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
 def test_knn_eval_matches_the_signature_and_is_above_chance():
     paths = data()
     c = eval_config("knn_eval")
@@ -38,8 +27,8 @@ def test_knn_eval_matches_the_signature_and_is_above_chance():
     # The same numbers from features computed independently (16 px images need no resizing).
     train_src, test_src = (load_source(s, c) for s in specs())
     expected = knn.knn_accuracy(
-        *signature_features(paths["encoder"], train_src, c),
-        *signature_features(paths["encoder"], test_src, c),
+        *signature_features(paths["encoder"], train_src),
+        *signature_features(paths["encoder"], test_src),
         num_classes=4,
         k=20,
         temperature=0.1,
@@ -78,7 +67,7 @@ def test_knn_monitor_logs_knn_accuracy_and_leaves_the_weights_alone(tmp_path):
     c = tiny_config(
         **{
             "data.synthetic.num_train": 32,  # 2 steps per epoch
-            "schedule.total_steps": 8,  # stopped at 6: no end-of-run export (slow, not needed)
+            "schedule.total_steps": 10,  # stopped before: no end-of-run export (slow, not needed)
             "train.log_every_steps": 2,
             "eval.knn_train": "synthetic:train",
             "eval.knn_test": "synthetic:test",
@@ -112,8 +101,14 @@ def test_knn_monitor_logs_knn_accuracy_and_leaves_the_weights_alone(tmp_path):
     assert [s for s, _ in logged] == [8] and set(logged[0][1]) == {"knn_top1", "knn_top5"}
     for a, v in zip(before, trainer.online.weights):
         np.testing.assert_array_equal(a, v.numpy())
-    # Off by default: a run without eval.knn_every_epochs logs no kNN record.
+    # Off by default (0): trained on through the end of epoch 4 without it, the run logs the
+    # loss of steps 7 and 8 and no kNN record.
     assert tiny_config().eval.knn_every_epochs == 0
+    trainer.config.eval.knn_every_epochs = 0
+    trainer.fit(stop_at_step=8)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "knn_top1" in r] == [4]
+    assert [r["step"] for r in records if "loss" in r][-1] == 8
 
 
 def test_knn_every_epochs_needs_a_labelled_pair():

@@ -196,11 +196,10 @@ def resnet18_tower():
     return online
 
 
-def _lars_scope_patterns(variant: str) -> tuple:
-    config = config_lib.load_config(
+def _lars_scope_config(variant: str):
+    return config_lib.load_config(
         os.path.join(REPO, "configs", "experiments", "lars_scope.py") + f":{variant}"
     )
-    return tuple(config.optimizer.lars_include_patterns)
 
 
 def _stage_kernels(stage: int) -> set:
@@ -234,27 +233,33 @@ def test_lars_scope_patterns_select_exactly_the_named_variables(resnet18_tower, 
     variables = resnet18_tower.trainable_variables
     paths = {v.path for v in variables}
     assert expected <= paths  # the expected paths are real variables of the tower
-    patterns = _lars_scope_patterns(variant)
+    config = _lars_scope_config(variant)
+    patterns = tuple(config.optimizer.lars_include_patterns)
     exclude = optimizers.DEFAULT_EXCLUDE_PATTERNS
     selected = {v.path for v in optimizers.trust_ratio_variables(variables, exclude, patterns)}
     assert selected == expected
     assert len(_stage_kernels(1) | _stage_kernels(2)) == 9 and len(expected) in (0, 4, 9, 24)
     # The optimizer built on the tower makes the same choice, variable by variable.
-    optimizer = optimizers.LARS(0.1, include_patterns=patterns)
+    optimizer = optimizers.build_optimizer(config, 0.1)
     optimizer.build(variables)
     assert {v.path for v, a in zip(variables, optimizer._adapted) if a} == expected
     # Biases and norm parameters stay excluded whatever the scope.
-    assert {v.path for v, e in zip(variables, optimizer._excluded) if e} == {
-        p for p in paths if p.endswith(("/bias", "/gamma", "/beta"))
-    }
+    excluded = {p for p in paths if p.endswith(("/bias", "/gamma", "/beta"))}
+    assert {v.path for v, e in zip(variables, optimizer._excluded) if e} == excluded
+    # The other kernels take plain SGD at a plain-SGD rate: 1.0 x 0.05 at batch 256, not 1.0.
+    assert config.optimizer.base_lr == 1.0 and config.data.global_batch_size == 256
+    scaled = {v.path for v, s in zip(variables, optimizer._lr_scales) if s == 0.05}
+    assert scaled == paths - excluded - expected
+    assert all(s in (0.05, 1.0) for s in optimizer._lr_scales)
 
 
-def test_lars_outside_scope_is_momentum_sgd_with_weight_decay():
+def test_lars_outside_scope_is_scaled_momentum_sgd_with_weight_decay():
     keras.utils.set_random_seed(3)
     model = _small_model()
     variables = model.trainable_variables
     hp = dict(weight_decay=0.05, momentum=0.9, trust=0.02)
-    # Only the second Dense kernel is in scope; the first keeps decay but loses the trust ratio.
+    # Only the second Dense kernel is in scope; the first keeps decay but loses the trust ratio,
+    # and steps at 0.3 x 0.1; biases and BatchNorm parameters are excluded and step at 0.3.
     # (Keras numbers layer names per process, so the pattern is taken from the variable.)
     second_kernel = variables[4]
     assert second_kernel.path.endswith("/kernel") and len(second_kernel.shape) == 2
@@ -264,9 +269,11 @@ def test_lars_outside_scope_is_momentum_sgd_with_weight_decay():
         weight_decay_rate=hp["weight_decay"],
         trust_coefficient=hp["trust"],
         include_patterns=(re.escape(second_kernel.path) + "$",),
+        unscoped_lr_scale=0.1,
     )
     optimizer.build(variables)
     assert [v for v, a in zip(variables, optimizer._adapted) if a] == [second_kernel]
+    lrs = [0.3 * 0.1, 0.3, 0.3, 0.3, 0.3, 0.3]  # first kernel, its bias, gamma, beta, ...
     excluded = list(optimizer._excluded)
     adapted = list(optimizer._adapted)
     rng = np.random.default_rng(4)
@@ -278,24 +285,26 @@ def test_lars_outside_scope_is_momentum_sgd_with_weight_decay():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
         grads = tape.gradient(loss, variables)
+        kernel_before, velocity_before = params[0], velocities[0]
         optimizer.apply(grads, variables)
         for i, variable in enumerate(variables):
             params[i], velocities[i] = _np_lars(
                 params[i],
                 grads[i].numpy(),
                 velocities[i],
-                0.3,
+                lrs[i],
                 **hp,
                 excluded=excluded[i],
                 adapted=adapted[i],
             )
-            np.testing.assert_allclose(variable.numpy(), params[i], rtol=1e-5, atol=1e-6)
-    # The out-of-scope kernel really took the plain step: with the trust ratio it would differ.
-    plain = _np_lars(params[0], np.ones_like(params[0]), 0 * params[0], 0.3, **hp, excluded=False)
-    scoped = _np_lars(
-        params[0], np.ones_like(params[0]), 0 * params[0], 0.3, **hp, excluded=False, adapted=False
-    )
-    assert not np.allclose(plain[0], scoped[0])
+            np.testing.assert_allclose(
+                variable.numpy(), params[i], rtol=1e-5, atol=1e-6, err_msg=variable.path
+            )
+        # The optimizer's out-of-scope kernel is not where a trust-ratio step would have put it.
+        trusted, _ = _np_lars(
+            kernel_before, grads[0].numpy(), velocity_before, lrs[0], **hp, excluded=False
+        )
+        assert np.abs(variables[0].numpy() - trusted).max() > 1e-3
 
 
 # --- the Keras optimizer -----------------------------------------------------------------------
@@ -375,7 +384,7 @@ def test_lars_config_round_trip_and_refuses_keras_weight_decay():
     for name in ("momentum", "weight_decay_rate", "trust_coefficient", "nesterov"):
         assert getattr(restored, name) == getattr(optimizer, name)
     assert restored.exclude_patterns == (r"bias$",)
-    assert restored.include_patterns == ()
+    assert restored.include_patterns == () and restored.unscoped_lr_scale == 1.0
     with pytest.raises(ValueError, match="weight_decay_rate"):
         optimizers.LARS(0.1, weight_decay=1e-4)
     with pytest.raises(ValueError, match="momentum=1.5"):
@@ -396,9 +405,13 @@ def test_build_optimizer_lars_from_config():
     assert optimizer.exclude_patterns == tuple(config.optimizer.exclude_patterns)
     assert optimizer.include_patterns == () == tuple(config.optimizer.lars_include_patterns)
     assert optimizer.weight_decay is None  # no Keras decoupled decay on top
+    assert optimizer.unscoped_lr_scale == 1.0  # the LARS learning rate outside the scope too
     config.optimizer.lars_include_patterns = (r"/projector/",)
+    config.optimizer.unscoped_lr_scale = 0.05
     scoped = optimizers.build_optimizer(config, learning_rate=0.3)
-    assert scoped.include_patterns == (r"/projector/",)
+    assert scoped.include_patterns == (r"/projector/",) and scoped.unscoped_lr_scale == 0.05
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(scoped))
+    assert restored.unscoped_lr_scale == 0.05
     np.testing.assert_allclose(optimizer.learning_rate.numpy(), 0.3)
 
 

@@ -12,21 +12,13 @@ uses the same examples; --write_subset saves their list. --export writes the fin
 classifier as a SavedModel (images in [0, 1] -> logits, probabilities).
 """
 
-import os
-
 import _bootstrap  # noqa: F401  (repo root on sys.path)
 import _downstream
 from absl import app, flags
-from ml_collections import config_flags
 
 from byol_tf.evaluation.finetune import run_finetune
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(_bootstrap.REPO_ROOT, "configs", "finetune.py"),
-    "Config file.",
-    lock_config=True,
-)
+_CONFIG = _downstream.define_config("finetune")
 _FRACTION = flags.DEFINE_float(
     "label_fraction", None, "Fraction of the train labels, in (0, 1] (default: the config's)."
 )

@@ -8,13 +8,14 @@ from byol_tf.data.pipeline import (
     pretrain_dataset,
     steps_per_epoch,
 )
-from byol_tf.data.sources import Source, load_source
+from byol_tf.data.sources import Source, check_same_classes, load_source
 from byol_tf.data.synthetic import make_synthetic
 
 __all__ = [
     "Source",
     "batch_augment_seed",
     "center_crop_resize",
+    "check_same_classes",
     "crop_seed",
     "eval_dataset",
     "load_source",

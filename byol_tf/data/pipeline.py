@@ -9,7 +9,7 @@
   (seed, global step, global replica id, view), unless `augment.on_device` moves that part into
   the train step, which uses the same seeds (`batch_augment_seed`).
 
-With the epoch layout of `sources.py`, R workers with one replica each therefore produce the
+With the epoch layout of `source.py`, R workers with one replica each therefore produce the
 same per-replica batches, bit for bit, as one process with R replicas, and a run resumed at
 step s produces the batches an uninterrupted run would have produced from step s.
 With `data.service_address`, the same batches are produced on a tf.data service
@@ -31,7 +31,8 @@ VIEWS = ("view1", "view2")
 _NO_END = 2**62  # epochs: the pretraining dataset never ends; the train loop stops it
 
 
-def _autotune(value: int) -> int:
+def autotune(value: int) -> int:
+    """A `data.num_parallel_calls` / `data.prefetch` value for tf.data: -1 is AUTOTUNE."""
     return tf.data.AUTOTUNE if value < 0 else value
 
 
@@ -114,7 +115,7 @@ def pretrain_dataset(
     spe = steps_per_epoch(source, config)
     first_epoch, first_skip = divmod(int(start_step), spe)
     size = config.data.image_size
-    parallel = _autotune(config.data.num_parallel_calls)
+    parallel = autotune(config.data.num_parallel_calls)
     deterministic = config.data.deterministic
 
     def epoch_args(epoch):
@@ -144,7 +145,7 @@ def pretrain_dataset(
             crop,
             lambda step, replica, v: batch_augment_seed(config.seed, step, replica, v),
         )
-        return ds.prefetch(_autotune(config.data.prefetch))
+        return ds.prefetch(autotune(config.data.prefetch))
 
     epochs = tf.data.Dataset.range(first_epoch, _NO_END)
     if source.random_access:
@@ -193,7 +194,7 @@ def pretrain_dataset(
         )
     options = tf.data.Options()
     options.deterministic = deterministic
-    return ds.with_options(options).prefetch(_autotune(config.data.prefetch))
+    return ds.with_options(options).prefetch(autotune(config.data.prefetch))
 
 
 def center_crop_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) -> tf.Tensor:
@@ -232,6 +233,6 @@ def eval_dataset(
         return {"image": center_crop_resize(example["image"], size), "label": example["label"]}
 
     ds = source.ordered_examples().map(
-        prepare, num_parallel_calls=_autotune(config.data.num_parallel_calls)
+        prepare, num_parallel_calls=autotune(config.data.num_parallel_calls)
     )
-    return ds.batch(batch_size).prefetch(_autotune(config.data.prefetch))
+    return ds.batch(batch_size).prefetch(autotune(config.data.prefetch))

@@ -28,6 +28,7 @@ import ml_collections
 import tensorflow as tf
 
 from byol_tf import augment
+from byol_tf.data.pipeline import autotune
 
 # A gRPC server answers a new connection with an HTTP/2 SETTINGS frame (type 4).
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
@@ -184,9 +185,7 @@ def steps_dataset(
             batches[name] = tf.stack(views)
         return batches
 
-    parallel = (
-        tf.data.AUTOTUNE if config.data.num_parallel_calls < 0 else config.data.num_parallel_calls
-    )
+    parallel = autotune(config.data.num_parallel_calls)
     ds = tf.data.Dataset.range(start_step, 2**62).flat_map(step_examples)
     ds = ds.map(load_and_crop, num_parallel_calls=parallel)
     ds = ds.batch(b, drop_remainder=True).batch(k, drop_remainder=True)

@@ -1,4 +1,4 @@
-"""Exported encoders as Keras layers: loading, checks, random-initialised twins, representations.
+"""Exported encoders as Keras layers: loading, checks, random-initialised twins.
 
 `SavedModelEncoder` is Keras's `TFSMLayer` over an exported encoder (`byol_tf.export`): its
 weights are the SavedModel's own restored variables, so an optimizer updates exactly what the
@@ -19,12 +19,10 @@ from __future__ import annotations
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder
-from byol_tf.knn import inference_forward
 
 SERVING_ENDPOINT = "serving_default"
 TRAINING_ENDPOINT = "representation_train"
@@ -179,17 +177,3 @@ def random_init_encoder(path: str, image_size: int, seed: int) -> keras.Model:
 def random_init_export(path: str, output: str, image_size: int, seed: int) -> str:
     """Exports `random_init_encoder(path, image_size, seed)` to `output` (a SavedModel)."""
     return export_encoder(random_init_encoder(path, image_size, seed), output, image_size)
-
-
-def representations(
-    encoder: keras.layers.Layer, dataset: tf.data.Dataset
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inference-mode representations and labels of every batch of `dataset`."""
-    forward = inference_forward(encoder)
-    features, labels = [], []
-    for batch in dataset:
-        features.append(forward(batch["image"]).numpy())
-        labels.append(batch["label"].numpy())
-    if not features:
-        raise ValueError("The dataset to encode is empty.")
-    return np.concatenate(features), np.concatenate(labels).astype(np.int64)

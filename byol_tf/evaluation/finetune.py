@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import keras
@@ -30,7 +29,7 @@ import tensorflow as tf
 
 from byol_tf.evaluation import classifier, inputs, report, subsets
 from byol_tf.evaluation.setup import open_encoder, open_sources
-from byol_tf.export import SIGNATURE_INPUT
+from byol_tf.export import SIGNATURE_INPUT, write_archive
 from byol_tf.schedules import scaled_learning_rate
 
 
@@ -58,8 +57,7 @@ class FinetuneResult:
 def export_classifier(model: Classifier, directory: str, image_size: int | None) -> str:
     """Writes `model` as a SavedModel: serving_default(images) -> {logits, probabilities}.
 
-    `image_size` None leaves the spatial size open. Written beside the destination and renamed,
-    so a crash never leaves half an export in place.
+    `image_size` None leaves the spatial size open. Written atomically (`export.write_archive`).
     """
     spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=SIGNATURE_INPUT)
 
@@ -70,12 +68,7 @@ def export_classifier(model: Classifier, directory: str, image_size: int | None)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=[spec])
-    tmp = directory.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
-    return directory
+    return write_archive(archive, directory)
 
 
 def _choose_subset(train, config, label_fraction, labels_per_class, subset_file):

@@ -20,10 +20,7 @@ import tensorflow as tf
 
 from byol_tf import augment
 from byol_tf.data import Source, center_crop_resize, crop_seed
-
-
-def _autotune(value: int) -> int:
-    return tf.data.AUTOTUNE if value < 0 else value
+from byol_tf.data.pipeline import autotune
 
 
 def _membership(source: Source, indices: np.ndarray) -> tf.Tensor:
@@ -41,6 +38,19 @@ def _examples(source: Source, indices: np.ndarray | None) -> tf.data.Dataset:
         return ds.map(source.load, num_parallel_calls=tf.data.AUTOTUNE)
     mask = _membership(source, indices)
     return source.ordered_examples().filter(lambda e: tf.gather(mask, e["index"]))
+
+
+def epoch_permutations(pool: np.ndarray, seed: int) -> tf.data.Dataset:
+    """Endless (epoch, element) pairs: epoch e is `pool` (int64) permuted with seed (seed, e)."""
+    pool = tf.constant(np.asarray(pool, np.int64))
+
+    def epoch_order(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            pool, seed=tf.stack([tf.cast(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices((tf.fill(tf.shape(order), epoch), order))
+
+    return tf.data.Dataset.range(2**62).flat_map(epoch_order)
 
 
 def effective_batch(batch_size: int, num_examples: int) -> int:
@@ -69,7 +79,7 @@ def train_batches(
     a = config.augment
     indices = np.asarray(indices, np.int64)
     batch = effective_batch(batch_size, len(indices))
-    parallel = _autotune(config.data.num_parallel_calls)
+    parallel = autotune(config.data.num_parallel_calls)
 
     def view(epoch, example):
         image, label = example["image"], example["label"]
@@ -87,17 +97,8 @@ def train_batches(
         return {"image": tf.ensure_shape(image, [image_size, image_size, 3]), "label": label}
 
     if source.random_access:
-        pool = tf.constant(indices)
-
-        def epoch_indices(epoch):
-            order = tf.random.experimental.stateless_shuffle(
-                pool, seed=tf.stack([tf.cast(seed, tf.int64), epoch])
-            )
-            return tf.data.Dataset.from_tensor_slices((tf.fill(tf.shape(order), epoch), order))
-
         # Only indices go through flat_map; decoding runs in the parallel map below.
-        ds = tf.data.Dataset.range(2**62).flat_map(epoch_indices)
-        ds = ds.map(
+        ds = epoch_permutations(indices, seed).map(
             lambda epoch, index: view(epoch, source.load(index)),
             num_parallel_calls=parallel,
             deterministic=True,
@@ -109,7 +110,7 @@ def train_batches(
         # The running count stands in for the epoch in the augmentation seeds.
         ds = ds.repeat().enumerate().map(view, num_parallel_calls=parallel, deterministic=True)
     ds = ds.batch(batch, drop_remainder=True)
-    return ds.prefetch(_autotune(config.data.prefetch))
+    return ds.prefetch(autotune(config.data.prefetch))
 
 
 def eval_batches(
@@ -127,6 +128,6 @@ def eval_batches(
         return {"image": image, "label": example["label"]}
 
     ds = _examples(source, None if indices is None else np.sort(indices)).map(
-        view, num_parallel_calls=_autotune(config.data.num_parallel_calls), deterministic=True
+        view, num_parallel_calls=autotune(config.data.num_parallel_calls), deterministic=True
     )
-    return ds.batch(batch_size).prefetch(_autotune(config.data.prefetch))
+    return ds.batch(batch_size).prefetch(autotune(config.data.prefetch))

@@ -13,7 +13,6 @@ import ml_collections
 
 from byol_tf import knn
 from byol_tf.evaluation import inputs, report
-from byol_tf.evaluation.encoders import representations
 from byol_tf.evaluation.setup import open_run
 
 
@@ -36,7 +35,7 @@ def run_knn_eval(
     features = {}
     for role, source in (("train", run.train), ("test", run.test)):
         ds = inputs.eval_batches(source, None, c, run.image_size, c.eval.batch_size)
-        features[role] = representations(run.encoder, ds)
+        features[role] = knn.representations(run.encoder, ds)
     accuracy = knn.knn_accuracy(
         *features["train"],
         *features["test"],

@@ -32,8 +32,9 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf.evaluation import classifier, inputs, report, subsets
-from byol_tf.evaluation.encoders import SavedModelEncoder, representations
+from byol_tf.evaluation.encoders import SavedModelEncoder
 from byol_tf.evaluation.setup import open_run
+from byol_tf.knn import representations
 from byol_tf.schedules import scaled_learning_rate
 
 
@@ -57,16 +58,9 @@ def feature_batches(
 ) -> tf.data.Dataset:
     """Endless {"feature", "label"} batches, each epoch a permutation seeded by (seed, epoch)."""
     x, y = tf.constant(features), tf.constant(labels, tf.int64)
-    count = tf.range(len(labels), dtype=tf.int64)
     batch = inputs.effective_batch(batch_size, len(labels))
-
-    def epoch_order(epoch):
-        seed_pair = tf.stack([tf.cast(seed, tf.int64), epoch])
-        return tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(count, seed=seed_pair)
-        )
-
-    ds = tf.data.Dataset.range(2**62).flat_map(epoch_order).batch(batch, drop_remainder=True)
+    ds = inputs.epoch_permutations(np.arange(len(labels)), seed).map(lambda epoch, i: i)
+    ds = ds.batch(batch, drop_remainder=True)
     ds = ds.map(lambda i: {"feature": tf.gather(x, i), "label": tf.gather(y, i)})
     return ds.prefetch(tf.data.AUTOTUNE)
 

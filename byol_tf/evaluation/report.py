@@ -29,6 +29,8 @@ import json
 import math
 import os
 
+from byol_tf.io import atomic_write_json
+
 SCHEMA_VERSION = 1
 TOOLS = ("linear_eval", "knn_eval", "finetune")
 MODES = {
@@ -152,12 +154,7 @@ def write_report(report: dict, path: str) -> str:
     validate_report(report)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, report)
 
 
 def read_report(path: str) -> dict:

@@ -1,8 +1,8 @@
 """What every downstream tool opens first: labelled train/test sources and the encoder.
 
-`open_run` checks the config, loads both sources (they must have labels and must not share
-examples), and loads the exported encoder, or, for the baselines, a randomly initialised
-encoder of the same architecture (`encoders.random_init_export`).
+`open_run` checks the config, loads both sources (they must have labels and the same classes,
+and must not share examples), and loads the exported encoder, or, for the baselines, a randomly
+initialised encoder of the same architecture (`encoders.random_init_export`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 
 import ml_collections
 
-from byol_tf.data import Source, load_source
+from byol_tf.data import Source, check_same_classes, load_source
 from byol_tf.evaluation import config as eval_config
 from byol_tf.evaluation import subsets
 from byol_tf.evaluation.encoders import SavedModelEncoder, load_encoder_layer, random_init_export
@@ -42,12 +42,13 @@ class Run:
 def open_sources(
     train_spec: str, test_spec: str, config: ml_collections.ConfigDict
 ) -> tuple[Source, Source]:
-    """Both sources, checked: valid config, labels present, no example in both."""
+    """Both sources, checked: valid config, labels present, the same classes, no example in both."""
     eval_config.validate(config)
     train = load_source(train_spec, config)
     test = load_source(test_spec, config)
     subsets.require_labels(train, "train")
     subsets.require_labels(test, "test")
+    check_same_classes(train, test)
     subsets.check_disjoint(train, test)
     return train, test
 

@@ -19,11 +19,7 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+from byol_tf.experiments import Variant, suite_config
 
 _VIEWS = ("view1", "view2")
 
@@ -41,6 +37,4 @@ VARIANTS = {
     "crop_only": Variant(_off(*_COLOUR, "blur", "flip"), label="crop only"),
 }
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)

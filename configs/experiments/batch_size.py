@@ -20,11 +20,7 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+from byol_tf.experiments import Variant, suite_config
 
 
 def _batch(size: int) -> Variant:
@@ -38,6 +34,4 @@ def _batch(size: int) -> Variant:
 
 VARIANTS = {f"b{size}": _batch(size) for size in (64, 128, 256, 512)}
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)

@@ -22,25 +22,17 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+from byol_tf.experiments import Variant, head_norms, suite_config
 
 _BN_FREE = {"model.norm": "bn_free_init"}
 
 VARIANTS = {
     "heads_none": Variant(
-        {**_BN_FREE, "model.projector.norm": "none", "model.predictor.norm": "none"},
-        label="BN-free init, no-norm heads",
+        {**_BN_FREE, **head_norms("none", "none")}, label="BN-free init, no-norm heads"
     ),
     "heads_ln": Variant(
-        {**_BN_FREE, "model.projector.norm": "layer", "model.predictor.norm": "layer"},
-        label="BN-free init, LN / LN heads",
+        {**_BN_FREE, **head_norms("layer", "layer")}, label="BN-free init, LN / LN heads"
     ),
 }
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)

@@ -20,25 +20,14 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
-
-
-def _heads(projector: str, predictor: str) -> dict:
-    return {"model.projector.norm": projector, "model.predictor.norm": predictor}
-
+from byol_tf.experiments import Variant, head_norms, suite_config
 
 VARIANTS = {
-    "bn_bn": Variant(_heads("batch", "batch"), label="BN / BN", literature="57.7"),
-    "bn_none": Variant(_heads("batch", "none"), label="BN / none", literature="55.3"),
-    "none_bn": Variant(_heads("none", "batch"), label="none / BN", literature="48.0"),
-    "none_none": Variant(_heads("none", "none"), label="none / none", literature="28.3"),
-    "ln_ln": Variant(_heads("layer", "layer"), label="LN / LN", literature="29.4"),
+    "bn_bn": Variant(head_norms("batch", "batch"), label="BN / BN", literature="57.7"),
+    "bn_none": Variant(head_norms("batch", "none"), label="BN / none", literature="55.3"),
+    "none_bn": Variant(head_norms("none", "batch"), label="none / BN", literature="48.0"),
+    "none_none": Variant(head_norms("none", "none"), label="none / none", literature="28.3"),
+    "ln_ln": Variant(head_norms("layer", "layer"), label="LN / LN", literature="29.4"),
 }
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)

@@ -20,25 +20,13 @@ version the tests run):
 Result: see docs/experiments.md
 """
 
-import os
-
-from byol_tf.experiments import Variant, variant_config
-
-_BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_base.py")
+from byol_tf.experiments import Variant, head_norms, suite_config
 
 _GN = {"model.norm": "group_ws"}
 
 VARIANTS = {
-    "gn_ln": Variant(
-        {**_GN, "model.projector.norm": "layer", "model.predictor.norm": "layer"},
-        label="GN+WS encoder, LN / LN heads",
-    ),
-    "gn_none": Variant(
-        {**_GN, "model.projector.norm": "none", "model.predictor.norm": "none"},
-        label="GN+WS encoder, no-norm heads",
-    ),
+    "gn_ln": Variant({**_GN, **head_norms("layer", "layer")}, label="GN+WS encoder, LN / LN heads"),
+    "gn_none": Variant({**_GN, **head_norms("none", "none")}, label="GN+WS encoder, no-norm heads"),
 }
 
-
-def get_config(arg: str = ""):
-    return variant_config(_BASE, VARIANTS, arg)
+get_config = suite_config(__file__, VARIANTS)

@@ -1,0 +1,161 @@
+"""TFDS sources (`tfds:<name>:<split>`), read offline from `data.data_dir`; never downloads.
+
+TFDS has no random access: each epoch is a seeded file shuffle plus a seeded shuffle buffer,
+sharded across input pipelines by files (see the epoch layout in `byol_tf.data.source`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import ml_collections
+import tensorflow as tf
+
+from byol_tf.data.source import Element, Source, make_element
+
+# `name[:version]:split`, where the split may be a slice such as `train[:10%]`.
+_TFDS_SPEC = re.compile(r"^(?P<name>[^:\[]+?(?::\d[\d.*]*)?):(?P<split>.+)$")
+
+
+def _to_rgb_uint8(image: tf.Tensor) -> tf.Tensor:
+    if image.dtype != tf.uint8:
+        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+    channels = image.shape[-1]
+    if channels == 3:
+        return image
+    if channels == 1:
+        return tf.image.grayscale_to_rgb(image)
+    if channels is not None:
+        return image[..., :3]  # RGBA
+    return tf.cond(
+        tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3]
+    )
+
+
+# Any non-zero constant; see _pin_graph_seed.
+_DATA_GRAPH_SEED = 20200613
+
+
+def _pin_graph_seed() -> None:
+    """Makes tensor-seeded tf.data shuffles below depend on our seed only.
+
+    tf.data combines an op seed with the graph-level seed, which a traced dataset function
+    inherits from TF's global seed. That makes the order change with `tf.random.set_seed`, and
+    with a global seed of 0 (what `config.seed=0` sets) the (0, 0) check in TF's `get_seed`
+    evaluates the symbolic op seed as a Python bool and fails (tensorflow#17284). Pinning the
+    graph seed of the function being traced fixes both; it touches no other graph.
+    """
+    if not tf.executing_eagerly():
+        tf.compat.v1.get_default_graph().seed = _DATA_GRAPH_SEED
+
+
+@dataclasses.dataclass
+class TfdsReader:
+    builder: Any
+    split: str
+    shuffle_buffer: int
+    label_key: str | None
+    num_files: int
+
+    def _element(self, example: dict, index: tf.Tensor) -> Element:
+        label = example[self.label_key] if self.label_key else tf.constant(-1, tf.int64)
+        return make_element(_to_rgb_uint8(example["image"]), label, index)
+
+    def epoch(self, epoch, seed, shard_index, num_shards, per_step, steps, skip_steps=0):
+        import tensorflow_datasets as tfds
+
+        _pin_graph_seed()
+        shuffle_seed = tf.cast(seed, tf.int64) + tf.cast(epoch, tf.int64)
+        # TFDS shards by files and refuses when there are fewer files than pipelines; then
+        # every pipeline reads the same seeded order and keeps every P-th example instead.
+        by_files = self.num_files >= num_shards
+        context = tf.distribute.InputContext(num_shards, shard_index, num_shards)
+        read_config = tfds.ReadConfig(
+            shuffle_seed=shuffle_seed,
+            input_context=context if by_files else None,
+            try_autocache=False,  # rebuilt every epoch: an automatic cache would not be reused
+        )
+        ds = self.builder.as_dataset(split=self.split, shuffle_files=True, read_config=read_config)
+        if not by_files:
+            ds = ds.shard(num_shards, shard_index)
+        ds = ds.shuffle(self.shuffle_buffer, seed=shuffle_seed)
+        # Files differ in length, so a shard may hold fewer than steps * per_step examples;
+        # wrapping around keeps every pipeline at exactly `steps` steps per epoch (otherwise
+        # workers would go out of step).
+        ds = ds.repeat().take(steps * per_step).enumerate().skip(skip_steps * per_step)
+        global_batch = per_step * num_shards
+
+        def number(count, example):
+            # Numbered as the slot this example fills in the random-access layout.
+            index = (count // per_step) * global_batch + shard_index * per_step + count % per_step
+            return self._element(example, index)
+
+        return ds.map(number)
+
+    def ordered(self) -> tf.data.Dataset:
+        ds = self.builder.as_dataset(split=self.split, shuffle_files=False)
+        return ds.enumerate().map(lambda i, ex: self._element(ex, i))
+
+
+def open_tfds(spec: str, rest: str, config: ml_collections.ConfigDict) -> Source:
+    import tensorflow_datasets as tfds
+
+    match = _TFDS_SPEC.match(rest)
+    if not match:
+        raise ValueError(
+            f"Data source {spec!r} should be 'tfds:<name>:<split>', e.g. 'tfds:cifar10:train'."
+        )
+    name, split = match["name"], match["split"]
+    data_dir = config.data.data_dir or None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        where = data_dir or "TFDS's default data_dir"
+        raise ValueError(
+            f"TFDS has no dataset {name!r} (from {spec!r}), neither registered nor prepared in "
+            f"{where}. Check the name, or pass --config.data.data_dir."
+        ) from e
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} (split {split!r}) is not prepared in data_dir="
+            f"{builder.data_dir!r}, and byol-tf never downloads. Run "
+            f"`tfds.builder({name!r}, data_dir=...).download_and_prepare()` (or `tfds build "
+            f"{name}`) on a machine with internet, copy the data_dir here and pass "
+            "--config.data.data_dir=<that dir>."
+        )
+    try:
+        split_info = builder.info.splits[split]
+    except (KeyError, ValueError) as e:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no split {split!r} (from {spec!r}); its splits are "
+            f"{', '.join(builder.info.splits)}; slices such as 'train[:10%]' also work."
+        ) from e
+    if split_info.num_examples == 0:
+        raise ValueError(f"TFDS split {name}:{split} (from {spec!r}) is empty.")
+    features = builder.info.features
+    if "image" not in features:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no 'image' feature (it has {', '.join(features)}); "
+            "byol-tf reads image datasets."
+        )
+    # Only a ClassLabel is a class id; any other "label" feature is not used.
+    label = features["label"] if "label" in features else None
+    if not isinstance(label, tfds.features.ClassLabel):
+        label = None
+    names = label.names if label is not None else None
+    reader = TfdsReader(
+        builder,
+        split,
+        config.data.shuffle_buffer,
+        "label" if label is not None else None,
+        len(split_info.file_instructions),
+    )
+    return Source(
+        spec,
+        split_info.num_examples,
+        label.num_classes if label is not None else None,
+        class_names=list(names) if names else None,
+        reader=reader,
+    )
