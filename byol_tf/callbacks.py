@@ -114,6 +114,10 @@ class EncoderExport(keras.callbacks.Callback):
             self._export("encoder")
 
 
+# Shown on the progress bar when logged (probe_top1: the online linear probe's, byol_tf.probe).
+_BAR_METRICS = ("loss", "lr", "tau", "collapse_std", "probe_top1")
+
+
 class MetricsLogger(keras.callbacks.Callback):
     """Progress bar, TensorBoard scalars and `metrics.jsonl`, one record per log step."""
 
@@ -143,7 +147,7 @@ class MetricsLogger(keras.callbacks.Callback):
             self._bar = (
                 keras.utils.Progbar(
                     total_steps,
-                    stateful_metrics=["epoch", "loss", "lr", "tau", "collapse_std", "img/s"],
+                    stateful_metrics=["epoch", *_BAR_METRICS, "img/s"],
                 )
                 if progress_bar
                 else None
@@ -166,7 +170,7 @@ class MetricsLogger(keras.callbacks.Callback):
         record = self.write(batch, {"images_per_s": self.images_per_s, **logs})
         if self._bar is not None:
             shown = [("epoch", record["epoch"]), ("img/s", self.images_per_s)]
-            shown += [(k, record[k]) for k in ("loss", "lr", "tau", "collapse_std") if k in record]
+            shown += [(k, record[k]) for k in _BAR_METRICS if k in record]
             self._bar.update(batch, values=shown)
 
     def write(self, step: int, values: dict) -> dict:

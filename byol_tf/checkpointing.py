@@ -12,6 +12,10 @@ process killed while writing never replaces the last good checkpoint: the next r
 removes the uncommitted files, and skips a listed checkpoint whose files are missing or
 corrupt, each with a warning, falling back to the newest one that restores.
 
+Optional parts (the online linear probe and its optimizer) are saved when the run has them.
+A checkpoint written without them still restores, leaving them at their initial values with
+a warning (a run that turned the probe on later); a run without them ignores them.
+
 Only the chief keeps its checkpoints; other workers must take part in the save (collectives)
 and write to a temporary directory that is removed at once, as `tf.distribute` recommends.
 """
@@ -107,14 +111,18 @@ class Checkpointer:
         max_to_keep: int,
         is_chief: bool = True,
         position: DataPosition | None = None,
+        optional: tuple[str, ...] = (),
         **objects,
     ):
+        """`objects` are saved by name; those named in `optional` may be absent on restore."""
         self.directory = directory
         self.is_chief = is_chief
         self.position = position
         tracked = variable_lists(**objects)
         if position is not None:
             tracked["data_position"] = position
+        self._tracked = tracked
+        self.optional = tuple(optional)
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = (
             tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
@@ -190,7 +198,7 @@ class Checkpointer:
                 logging.warning("Skipping checkpoint %s: %s; trying an older one.", path, damage)
                 continue
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                self._checkpoint_for(path).restore(path).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as e:
                 raise ValueError(
                     f"Checkpoint {path} does not match the model built from this config ({e}). "
@@ -206,6 +214,25 @@ class Checkpointer:
                 len(committed),
             )
         return None
+
+    def _checkpoint_for(self, path: str) -> tf.train.Checkpoint:
+        """The checkpoint object to restore `path` with: without the optional parts it lacks."""
+        if not self.optional:
+            return self.checkpoint
+        saved = {
+            key.split("/", 1)[0]
+            for key in tf.train.load_checkpoint(path).get_variable_to_shape_map()
+        }
+        absent = [name for name in self.optional if name not in saved]
+        if not absent:
+            return self.checkpoint
+        logging.warning(
+            "Checkpoint %s has no %s (written by a run without them); they start from their "
+            "initial values.",
+            path,
+            ", ".join(absent),
+        )
+        return tf.train.Checkpoint(**{k: v for k, v in self._tracked.items() if k not in absent})
 
     def save(self, step: int) -> str:
         if self.position is not None:

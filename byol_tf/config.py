@@ -169,6 +169,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.knn_every_epochs = 0
     c.eval.knn_temperature = 0.1
     c.eval.batch_size = 256
+    # Online linear probe (byol_tf.probe): a linear classifier on stop_gradient(y) of view1,
+    # trained during pretraining with the batch's labels by its own SGD (lr = base x global
+    # batch / 256, cosine to 0 over the run), logged as probe_top1 / probe_loss. It never
+    # changes the pretraining. Needs a labelled data.train.
+    c.eval.online_probe = False
+    c.eval.online_probe_base_lr = 0.2
+    c.eval.online_probe_momentum = 0.9
     return c
 
 
@@ -242,6 +249,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"eval.knn_every_epochs={config.eval.knn_every_epochs} needs a labelled pair in "
             "eval.knn_train and eval.knn_test (e.g. synthetic:train and synthetic:test)."
+        )
+    if config.eval.online_probe_base_lr <= 0:
+        raise ValueError(
+            f"eval.online_probe_base_lr={config.eval.online_probe_base_lr} must be > 0."
+        )
+    if not 0.0 <= config.eval.online_probe_momentum < 1.0:
+        raise ValueError(
+            f"eval.online_probe_momentum={config.eval.online_probe_momentum} must be in [0, 1)."
         )
     for view in ("view1", "view2"):
         v = config.augment[view]

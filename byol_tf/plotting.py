@@ -1,7 +1,7 @@
 """Training curves from `metrics.jsonl` as PNG files (matplotlib, imported only when drawing).
 
 `read_metrics` turns a run's log into one record per step. `plot_metrics` draws one run's loss, kNN
-accuracy (when monitored) and collapse_std; `plot_curves` draws one metric for several runs
+accuracy and online-probe top-1 (each when logged) and collapse_std; `plot_curves` draws one metric for several runs
 (the experiment runner's collapse-indicator plots).
 """
 
@@ -15,8 +15,12 @@ from collections.abc import Mapping, Sequence
 PANELS = (
     ("loss", ("loss",), "BYOL loss"),
     ("knn", ("knn_top1", "knn_top5"), "kNN accuracy (%)"),
+    ("probe", ("probe_top1",), "online probe top-1 (%)"),
     ("collapse", ("collapse_std",), "collapse_std (~1 healthy, 0 collapsed)"),
 )
+
+
+_PERCENT = ("knn", "probe")
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -79,7 +83,7 @@ def plot_metrics(records: list[dict], output: str, title: str = "") -> str:
     for ax, (name, keys, label) in zip(axes, panels):
         for key in keys:
             x, y = series(records, key)
-            if name == "knn":
+            if name in _PERCENT:
                 y = [100 * v for v in y]
             ax.plot(x, y, marker="o" if name == "knn" else None, markersize=3, label=key)
         ax.set_ylabel(label)

@@ -5,7 +5,9 @@ and target towers, the symmetrised loss averaged over the global batch, gradient
 optimizer. `contrastive_replica_step` is the NT-Xent baseline (`objective.name="nt_xent"`):
 the online encoder and projector only, no predictor, no target. `make_train_function` wraps
 either into one `tf.function` that runs several steps per call (TPUs need this) and, when
-asked, the EMA target update inside the same compiled call.
+asked, the EMA target update inside the same compiled call. Both steps hand the online
+representation of view1 to the optional online linear probe (`byol_tf.probe`) after their
+own update; the probe detaches it, so it never changes the BYOL gradients.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ import ml_collections
 import tensorflow as tf
 
 from byol_tf import augment
+from byol_tf import probe as probe_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.losses import byol_loss, nt_xent_loss
+
+# probe(representation of view1) -> replica metrics: the online probe's update, bound to the
+# batch's labels (see `replica_function`).
+ProbeUpdate = Callable[[tf.Tensor], dict[str, tf.Tensor]]
 
 
 def collapse_indicator(projections: tf.Tensor) -> tf.Tensor:
@@ -50,11 +57,13 @@ def replica_step(
     view2: tf.Tensor,
     global_batch_size: int,
     concat_views: bool = False,
+    probe: ProbeUpdate | None = None,
 ) -> dict[str, tf.Tensor]:
     """Runs one BYOL update on this replica's views; returns replica-local metrics.
 
     The returned `loss` is this replica's share of the global-batch mean, so summing it over
-    replicas gives the global loss under every strategy.
+    replicas gives the global loss under every strategy. `probe`, when given, gets the online
+    representation of view1 after the update and adds its metrics.
     """
     # The target runs in training mode (batch statistics), outside the tape: its outputs are
     # constants for the gradient and its BN moving statistics track its own forward passes.
@@ -72,7 +81,10 @@ def replica_step(
     variables = online.trainable_variables
     grads = tape.gradient(scaled, variables)
     optimizer.apply(grads, variables)
-    return {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
+    metrics = {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
+    if probe is not None:  # outside the tape: nothing of the probe is recorded for BYOL
+        metrics.update(probe(online_out[0]["representation"]))
+    return metrics
 
 
 def gather_replicas(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -90,15 +102,19 @@ def gather_replicas(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return ctx.all_gather(x, axis=0), replica * tf.shape(x)[0]
 
 
-def _projections(online: keras.Model, view1, view2, concat_views: bool) -> list[tf.Tensor]:
-    def project(images):
-        return online.projector(online.encoder(images, training=True), training=True)
+def _projections(online: keras.Model, view1, view2, concat_views: bool) -> tuple[list, list]:
+    """([y1, y2], [z1, z2]): representations and projections of both views, training mode."""
+
+    def encode(images):
+        y = online.encoder(images, training=True)
+        return y, online.projector(y, training=True)
 
     if concat_views:
-        z = project(tf.concat([view1, view2], axis=0))
+        y, z = encode(tf.concat([view1, view2], axis=0))
         n = tf.shape(view1)[0]
-        return [z[:n], z[n:]]
-    return [project(view1), project(view2)]
+        return [y[:n], y[n:]], [z[:n], z[n:]]
+    (y1, z1), (y2, z2) = encode(view1), encode(view2)
+    return [y1, y2], [z1, z2]
 
 
 def contrastive_replica_step(
@@ -109,16 +125,19 @@ def contrastive_replica_step(
     global_batch_size: int,
     temperature: float,
     concat_views: bool = False,
+    probe: ProbeUpdate | None = None,
 ) -> dict[str, tf.Tensor]:
     """One NT-Xent (SimCLR) update of the online encoder and projector on this replica's views.
 
     Negatives come from the global batch: the projections of both views are all-gathered
     across replicas, so every anchor is contrasted with the 2N - 1 others of the global batch
     of N images, whatever the number of replicas. The predictor is not used and not updated.
+    `probe` as in `replica_step`.
     """
     variables = online.encoder.trainable_variables + online.projector.trainable_variables
     with tf.GradientTape() as tape:
-        z1, z2 = (tf.cast(z, tf.float32) for z in _projections(online, view1, view2, concat_views))
+        (y1, _), projections = _projections(online, view1, view2, concat_views)
+        z1, z2 = (tf.cast(z, tf.float32) for z in projections)
         z1_keys, offset = gather_replicas(z1)
         z2_keys, _ = gather_replicas(z2)
         per_example = nt_xent_loss(z1, z2, temperature, z1_keys, z2_keys, offset)
@@ -126,7 +145,10 @@ def contrastive_replica_step(
         scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
     grads = tape.gradient(scaled, variables)
     optimizer.apply(grads, variables)
-    return {"loss": loss, "collapse_std": collapse_indicator(z1)}
+    metrics = {"loss": loss, "collapse_std": collapse_indicator(z1)}
+    if probe is not None:
+        metrics.update(probe(y1))
+    return metrics
 
 
 def device_augment(batch: dict, config: ml_collections.ConfigDict, step: tf.Tensor) -> dict:
@@ -148,11 +170,13 @@ def replica_function(
     target: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     config: ml_collections.ConfigDict,
+    probe: probe_lib.OnlineProbe | None = None,
 ) -> Callable:
     """`per_replica(batch, step) -> metrics`: everything one replica computes in a step.
 
     This is the function XLA compiles (`train.jit_compile`, and TPUs): device augmentation
-    when configured, both towers, the loss, the gradients and the optimizer update.
+    when configured, both towers, the loss, the gradients and the optimizer update, and the
+    online probe's update when `probe` is given (its metrics: `byol_tf.probe.REPLICA_SUMS`).
     """
     global_batch = config.data.global_batch_size
     concat_views = config.model.concat_views
@@ -162,6 +186,12 @@ def replica_function(
     def per_replica(batch, step):
         if on_device:
             batch = device_augment(batch, config, step)
+        probe_update = None
+        if probe is not None:
+
+            def probe_update(representation):
+                return probe.replica_update(representation, batch["label"], global_batch)
+
         if objective.name == "nt_xent":
             return contrastive_replica_step(
                 online,
@@ -171,9 +201,17 @@ def replica_function(
                 global_batch,
                 objective.temperature,
                 concat_views,
+                probe_update,
             )
         return replica_step(
-            online, target, optimizer, batch["view1"], batch["view2"], global_batch, concat_views
+            online,
+            target,
+            optimizer,
+            batch["view1"],
+            batch["view2"],
+            global_batch,
+            concat_views,
+            probe_update,
         )
 
     return per_replica
@@ -186,13 +224,16 @@ def make_train_function(
     optimizer: keras.optimizers.Optimizer,
     config: ml_collections.ConfigDict,
     ema_update: Callable[[tf.Tensor], None] | None,
+    probe: probe_lib.OnlineProbe | None = None,
 ) -> Callable:
-    """Returns `train(iterator, num_steps) -> (losses [num_steps], collapse_std)`.
+    """Returns `train(iterator, num_steps) -> (losses [num_steps], last)`.
 
+    `last` holds the scalar metrics of the call's last step: `collapse_std`, and with `probe`
+    the online probe's `probe_loss` and `probe_top1` over the global batch.
     `ema_update(step)` (the EMA callback's update) runs after every optimizer step inside the
     compiled call when given; it must be callable in cross-replica context.
     """
-    per_replica = replica_function(online, target, optimizer, config)
+    per_replica = replica_function(online, target, optimizer, config, probe)
     if config.train.jit_compile:
         # Compiling the replica function (not the whole distributed step) is what XLA accepts
         # under MirroredStrategy: the cross-replica parts stay outside the cluster.
@@ -201,19 +242,29 @@ def make_train_function(
     @tf.function
     def train(iterator, num_steps):
         losses = tf.TensorArray(tf.float32, size=num_steps)
-        collapse = tf.constant(0.0)
+        last = {"collapse_std": tf.constant(0.0)}
+        if probe is not None:
+            last.update({name: tf.constant(0.0) for name in probe_lib.METRICS})
         for i in tf.range(num_steps):
             # Read before the update: step k's EMA uses tau(k), k = completed steps so far.
             step = tf.identity(optimizer.iterations)
             batch = next(iterator)
             metrics = strategy.run(per_replica, args=(batch, step))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
-            collapse = strategy.reduce(
-                tf.distribute.ReduceOp.MEAN, metrics["collapse_std"], axis=None
-            )
+            last = {
+                "collapse_std": strategy.reduce(
+                    tf.distribute.ReduceOp.MEAN, metrics["collapse_std"], axis=None
+                )
+            }
+            if probe is not None:
+                sums = {
+                    k: strategy.reduce(tf.distribute.ReduceOp.SUM, metrics[k], axis=None)
+                    for k in probe_lib.REPLICA_SUMS
+                }
+                last.update(probe_lib.probe_metrics(sums))
             if ema_update is not None:
                 ema_update(step)
             losses = losses.write(i, loss)
-        return losses.stack(), collapse
+        return losses.stack(), last
 
     return train

@@ -1,7 +1,8 @@
 """The BYOL training loop: builds everything a run needs and drives the compiled step.
 
 `Trainer` owns one run in one workdir: the strategy, the online and target towers, LARS with
-its schedule, the callbacks (EMA, export, logging), checkpoints, and the end-of-run summary.
+its schedule, the optional online linear probe, the callbacks (EMA, export, logging),
+checkpoints, and the end-of-run summary.
 `train_and_evaluate(config, workdir)` is what `tools/train.py` calls.
 """
 
@@ -19,6 +20,7 @@ import tensorflow as tf
 from byol_tf import config as config_lib
 from byol_tf import data as data_lib
 from byol_tf import distribute, faults, knn
+from byol_tf import probe as probe_lib
 from byol_tf import workdir as workdir_lib
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
 from byol_tf.checkpointing import Checkpointer, DataPosition
@@ -81,6 +83,8 @@ class Trainer:
         self.source = source or data_lib.load_source(config.data.train, config)
         self.steps = config_lib.derive_steps(config, self.source.num_examples)
         self.user_encoder = encoder
+        # Checked before anything is built: an unlabelled source cannot train the probe.
+        num_classes = probe_lib.check_labelled(self.source) if config.eval.online_probe else None
 
         with self.strategy.scope():
             self.online, self.target = build_towers(
@@ -95,6 +99,19 @@ class Trainer:
             self.optimizer = optimizer
             # Built before the first step so its slots exist inside the strategy's scope.
             self.optimizer.build(self.online.trainable_variables)
+            # Built after everything else, so the towers' initial weights do not depend on it.
+            self.probe = (
+                probe_lib.build_probe(
+                    config, num_classes, self.online.encoder, self.steps["total_steps"]
+                )
+                if num_classes is not None
+                else None
+            )
+        probe_parts = (
+            {"probe": self.probe.head, "probe_optimizer": self.probe.optimizer}
+            if self.probe is not None
+            else {}
+        )
         self.checkpointer = Checkpointer(
             os.path.join(workdir, "checkpoints"),
             config.checkpoint.max_to_keep,
@@ -103,6 +120,8 @@ class Trainer:
             online=self.online,
             target=self.target,
             optimizer=self.optimizer,
+            optional=tuple(probe_parts),
+            **probe_parts,
         )
         # The NT-Xent baseline has no target: the tower exists (checkpoints and tools keep one
         # layout) but is never run, and the EMA is off.
@@ -200,6 +219,7 @@ class Trainer:
                 self.optimizer,
                 c,
                 self.ema.update if (ema and self.ema.in_step) else None,
+                self.probe,
             )
         iterator = iter(self._dataset(start))
         control = faults.RunControl(
@@ -210,6 +230,7 @@ class Trainer:
         )
         log_every = max(1, c.train.log_every_steps)
         last_loss, collapse, preempted = float("nan"), float("nan"), False
+        probe_last = dict.fromkeys(probe_lib.METRICS, float("nan")) if self.probe else {}
         timed_steps, timed_seconds = 0, 0.0
         step = start
         try:
@@ -219,7 +240,7 @@ class Trainer:
             while step < end:
                 n = min(c.train.steps_per_call, end - step)
                 t0 = time.perf_counter()
-                losses, collapse_t = self._train_fn(iterator, tf.constant(n))
+                losses, last_t = self._train_fn(iterator, tf.constant(n))
                 losses = losses.numpy()
                 if step > start:  # the first call includes tracing and compilation
                     timed_steps, timed_seconds = (
@@ -234,7 +255,8 @@ class Trainer:
                         "Lower optimizer.base_lr or check the input data."
                     )
                 prev, step = step, step + n
-                last_loss, collapse = float(losses[-1]), float(collapse_t)
+                last_loss, collapse = float(losses[-1]), float(last_t["collapse_std"])
+                probe_last = {k: float(last_t[k]) for k in probe_last}
                 logs = None
                 if step // log_every > prev // log_every or step == end:
                     logs = {
@@ -244,6 +266,7 @@ class Trainer:
                             target_tau(step - 1, c.ema.tau_base, self.steps["total_steps"])
                         ),
                         "collapse_std": collapse,
+                        **probe_last,
                     }
                     if not self.uses_target:
                         del logs["tau"]
@@ -290,6 +313,7 @@ class Trainer:
             "skipped_images": int(self.source.skipped),
             "export_dir": self.exporter.last_export,
             "preempted": preempted,
+            **probe_last,  # the online probe's last values, when it is on
         }
 
     def evaluate_knn(self) -> dict:

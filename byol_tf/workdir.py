@@ -6,7 +6,9 @@ every differing field, unless `overwrite=True`. Fields in `MAY_DIFFER_ON_RESUME`
 what is trained nor the order of the data, so they may differ without `overwrite`: how progress
 is shown and logged, how often checkpoints are written and kept, input-pipeline parallelism
 (which never changes the order, as the pipeline is deterministic), where the TPU or the tf.data
-service dispatcher is found, and the multi-worker failure timeouts.
+service dispatcher is found, and the multi-worker failure timeouts. A field that the saved
+config lacks because it was added to byol-tf after the run started (e.g. `eval.online_probe`)
+does not count when its value is the default, which keeps the old behaviour.
 
 With `overwrite=True` the new config replaces `config.json` (the old one is kept as
 `config.json.<n>`) and the run resumes from the workdir's checkpoint with it; nothing else is
@@ -20,6 +22,7 @@ import os
 
 import ml_collections
 
+from byol_tf.config import base_config
 from byol_tf.io import atomic_write_json
 
 CONFIG_FILE = "config.json"
@@ -38,6 +41,8 @@ MAY_DIFFER_ON_RESUME = (
     "train.heartbeat_timeout_seconds",
     "train.collective_timeout_seconds",
 )
+
+_ABSENT = object()  # a field missing from one side of a comparison
 
 
 class ConfigMismatchError(ValueError):
@@ -60,11 +65,18 @@ def differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tup
     """{field: (saved value, new value)} for every field that differs (JSON-normalised)."""
     new = flatten(json.loads(config.to_json()))
     old = flatten(saved)
-    missing = object()
     return {
-        k: (old.get(k, missing), new.get(k, missing))
+        k: (old.get(k, _ABSENT), new.get(k, _ABSENT))
         for k in sorted(set(old) | set(new))
-        if old.get(k, missing) != new.get(k, missing)
+        if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+    }
+
+
+def _added_at_default(diff: dict[str, tuple]) -> set[str]:
+    """Fields absent from the saved config whose new value is `base_config()`'s default."""
+    defaults = flatten(json.loads(base_config().to_json()))
+    return {
+        k for k, (old, new) in diff.items() if old is _ABSENT and new == defaults.get(k, _ABSENT)
     }
 
 
@@ -87,7 +99,8 @@ def check_config(workdir: str, config: ml_collections.ConfigDict, overwrite: boo
     with open(path) as f:
         saved = json.load(f)
     diff = differences(saved, config)
-    blocking = {k: v for k, v in diff.items() if k not in MAY_DIFFER_ON_RESUME}
+    tolerated = set(MAY_DIFFER_ON_RESUME) | _added_at_default(diff)
+    blocking = {k: v for k, v in diff.items() if k not in tolerated}
     if blocking and not overwrite:
         lines = "\n".join(
             f"  {k}: {_show(a)} in the workdir, {_show(b)} now" for k, (a, b) in blocking.items()

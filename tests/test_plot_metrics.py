@@ -52,6 +52,19 @@ def test_series_and_panels(tmp_path):
     assert with_knn[0] == without[0] and with_knn[1] == pytest.approx(1.5 * without[1], rel=0.01)
 
 
+def test_online_probe_panel(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = write_metrics(path, with_knn=False)
+    without = png_size(plotting.plot_metrics(records, str(tmp_path / "a.png")))
+    for r in records:
+        r["probe_top1"] = r["step"] / 50
+    epochs, top1 = plotting.series(records, "probe_top1")
+    assert len(epochs) == 10 and top1[0] == 0.08
+    with_probe = png_size(plotting.plot_metrics(records, str(tmp_path / "b.png")))
+    # Loss, probe and collapse_std panels against loss and collapse_std.
+    assert with_probe[1] == pytest.approx(1.5 * without[1], rel=0.01)
+
+
 def test_missing_metrics_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="byol-tf workdir"):
         plotting.read_metrics(str(tmp_path / "metrics.jsonl"))

@@ -38,6 +38,7 @@ def test_train_cli_with_overrides_writes_summary(tmp_path):
             f"--workdir={workdir}",
             "--config.schedule.total_steps=3",
             "--config.data.synthetic.num_test=64",
+            "--config.eval.online_probe=true",
         ],
         capture_output=True,
         text=True,
@@ -48,6 +49,7 @@ def test_train_cli_with_overrides_writes_summary(tmp_path):
     assert summary["steps"] == 3
     assert 0.0 <= summary["knn_top1_learned"] <= 1.0 and 0.0 <= summary["knn_top1_random"] <= 1.0
     assert "kNN top-1 (k=20)" in result.stdout
+    assert 0.0 <= summary["probe_top1"] <= 1.0 and "Online linear probe top-1" in result.stdout
     assert json.loads((workdir / "config.json").read_text())["schedule"]["total_steps"] == 3
 
 

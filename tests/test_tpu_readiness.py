@@ -1,7 +1,8 @@
 """TPU readiness, checked on CPU: the whole per-replica train step compiles with XLA.
 
 On a TPU, `strategy.run` compiles the replica function (device augmentation, both towers, the
-loss, the gradients, LARS, plus the EMA update with several steps per call). XLA on CPU is the
+loss, the gradients, LARS, the online linear probe when it is on, plus the EMA update with
+several steps per call). XLA on CPU is the
 closest check we can run here: `jit_compile=True` makes any op XLA cannot compile an error, and
 the graph must hold no Python callbacks and only static shapes.
 """
@@ -33,6 +34,7 @@ def test_the_per_replica_step_compiles_with_xla(tmp_path, precision):
             "augment.on_device": True,  # the colour/blur/solarize ops run in the step too
             "train.precision": precision,
             "train.steps_per_call": 2,  # the EMA update then runs inside the step
+            "eval.online_probe": True,  # its update is part of the replica step too
         }
     )
     try:
@@ -43,7 +45,9 @@ def test_the_per_replica_step_compiles_with_xla(tmp_path, precision):
         for spec in tf.nest.flatten(ds.element_spec):
             assert spec.shape.is_fully_defined(), spec
         batch = next(iter(ds))
-        per_replica = replica_function(trainer.online, trainer.target, trainer.optimizer, c)
+        per_replica = replica_function(
+            trainer.online, trainer.target, trainer.optimizer, c, trainer.probe
+        )
         step_fn = tf.function(per_replica, jit_compile=True)
         ema_fn = tf.function(trainer.ema.update, jit_compile=True)
         step = tf.constant(0, tf.int64)
@@ -52,7 +56,9 @@ def test_the_per_replica_step_compiles_with_xla(tmp_path, precision):
         if precision == "float32":
             # Compile and run: raises if XLA cannot compile an op, and must train.
             before = [v.numpy() for v in trainer.online.trainable_variables]
-            loss = float(step_fn(batch, step)["loss"])
+            metrics = step_fn(batch, step)
+            loss = float(metrics["loss"])
+            assert float(metrics["probe_count"]) == c.data.global_batch_size
             ema_fn(step)
             after = [v.numpy() for v in trainer.online.trainable_variables]
             assert np.isfinite(loss)

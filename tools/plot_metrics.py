@@ -1,4 +1,4 @@
-"""Plots a run's loss, kNN accuracy (when logged) and collapse_std from its metrics.jsonl.
+"""Plots a run's loss, kNN and online-probe accuracy (when logged) and collapse_std.
 
   python tools/plot_metrics.py --workdir=<run dir> [--output=<png>]
 

@@ -62,6 +62,10 @@ def main(argv):
             f"learned encoder {100 * summary['knn_top1_learned']:.1f}%, "
             f"random-initialised encoder {100 * summary['knn_top1_random']:.1f}%"
         )
+    if "probe_top1" in summary:
+        print(
+            f"Online linear probe top-1 on the last training batch: {100 * summary['probe_top1']:.1f}%"
+        )
     if summary.get("summary_path"):  # only the chief writes it
         print(f"Summary: {summary['summary_path']}")
 
