@@ -239,7 +239,19 @@ def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
     t = time_windows(lambda: runner(iterator), timing)
     flops = byol_step_flops(trainer.online, c.data.image_size)
     images_per_s = _rate(t, c.data.global_batch_size * runner.steps_per_call)
+    ema = {}
+    if trainer.uses_target:
+        # The EMA update alone, compiled as in the step: is it worth fusing further?
+        update = tf.function(trainer.ema.update)
+        step = tf.constant(0, tf.int64)
+        t_ema = time_windows(lambda: update(step), timing)
+        seconds = t_ema["median_seconds_per_call"]
+        ema = {
+            "ema_seconds_per_update": seconds,
+            "ema_share_of_step": seconds * runner.steps_per_call / t["median_seconds_per_call"],
+        }
     return {
+        **ema,
         "images_per_s": images_per_s,
         "gflops_per_s": images_per_s * flops["step_gflop_per_image"],
         "cpu_cores_busy": t["cpu_cores_busy"],

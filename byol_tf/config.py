@@ -164,6 +164,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.knn_train = ""
     c.eval.knn_test = ""
     c.eval.knn_k = 20
+    # Batches of training views (both views of each) that estimate the BatchNorm statistics of
+    # the random baseline encoder at the end of a run (byol_tf.train.Trainer.evaluate_knn).
+    c.eval.random_bn_batches = 16
     # > 0: also evaluate kNN on that pair every this many epochs during pretraining, logged as
     # knn_top1 / knn_top5 to metrics.jsonl and TensorBoard (byol_tf.monitor).
     c.eval.knn_every_epochs = 0
@@ -232,6 +235,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.global_batch_size < 1:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
+    if config.eval.random_bn_batches < 1:
+        raise ValueError(f"eval.random_bn_batches={config.eval.random_bn_batches} must be >= 1.")
     if config.train.steps_per_call < 1:
         raise ValueError(f"train.steps_per_call={config.train.steps_per_call} must be >= 1.")
     if config.checkpoint.every_steps < 1:

@@ -24,6 +24,7 @@ from byol_tf import probe as probe_lib
 from byol_tf import workdir as workdir_lib
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
 from byol_tf.checkpointing import Checkpointer, DataPosition
+from byol_tf.data.pipeline import VIEWS
 from byol_tf.io import atomic_write_json, read_json
 from byol_tf.models import (
     build_towers,
@@ -31,6 +32,7 @@ from byol_tf.models import (
     fresh_encoder_like,
     init_from_batchnorm,
 )
+from byol_tf.models.bn_stats import batchnorm_layers, estimate_batchnorm_statistics
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
 from byol_tf.schedules import build_lr_schedule, target_tau
@@ -325,25 +327,40 @@ class Trainer:
         statistics come from its training-mode forward passes). Otherwise it is a fresh
         encoder, given the same data-dependent start as the trained one under
         `model.norm="bn_free_init"`.
+
+        A fresh encoder with BatchNorm is measured twice. `knn_top1_random` gives it what the
+        learned encoder has, moving statistics estimated on `eval.random_bn_batches` batches of
+        training views (weights untouched; `models.bn_stats`). `knn_top1_random_init_stats`
+        keeps Keras's placeholder statistics (mean 0, variance 1), which make each BatchNorm
+        the identity in inference mode.
         """
         c = self.config
         if not (c.eval.knn_train and c.eval.knn_test):
             return {}
         train_src = data_lib.load_source(c.eval.knn_train, c)
         test_src = data_lib.load_source(c.eval.knn_test, c)
+
+        def top1(encoder) -> float:
+            return knn.evaluate_knn(encoder, train_src, test_src, c)["top1"]
+
+        results = {"knn_top1_learned": top1(self.online.encoder)}
         if c.ema.tau_base == 1.0:
-            random_encoder = self.target.encoder
-        else:
-            keras.utils.set_random_seed(c.seed + 1)
-            random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
-            if c.model.norm == "bn_free_init":
-                views = next(iter(data_lib.pretrain_dataset(self.source, c)))
-                random_encoder(views["view1"], training=False)  # builds its variables
-                init_from_batchnorm(random_encoder, views["view1"])
-        results = {}
-        for name, encoder in (("learned", self.online.encoder), ("random", random_encoder)):
-            acc = knn.evaluate_knn(encoder, train_src, test_src, c)
-            results[f"knn_top1_{name}"] = acc["top1"]
+            results["knn_top1_random"] = top1(self.target.encoder)
+            return results
+        keras.utils.set_random_seed(c.seed + 1)
+        random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+        views = data_lib.pretrain_dataset(self.source, c)
+        first = next(iter(views))["view1"]
+        random_encoder(first, training=False)  # builds its variables
+        if c.model.norm == "bn_free_init":
+            init_from_batchnorm(random_encoder, first)
+        if batchnorm_layers(random_encoder):
+            results["knn_top1_random_init_stats"] = top1(random_encoder)
+            batches = (
+                batch[view] for batch in views.take(c.eval.random_bn_batches) for view in VIEWS
+            )
+            estimate_batchnorm_statistics(random_encoder, batches)
+        results["knn_top1_random"] = top1(random_encoder)
         return results
 
 

@@ -97,4 +97,6 @@ def test_tool_writes_json_for_a_tiny_config(tmp_path):
         report["train_step"]["images_per_s"] * report["train_step"]["step_gflop_per_image"]
     )
     assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] > 0
+    # The EMA update is part of the step, so alone it takes less than a whole step.
+    assert 0 < report["train_step"]["ema_share_of_step"] < 1
     assert "matmul" not in report

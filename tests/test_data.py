@@ -309,6 +309,26 @@ def test_synthetic_is_deterministic_balanced_and_split():
     assert not train_images & test_images
 
 
+def test_synthetic_nuisances_are_grey_levels_position_and_scale():
+    images, labels = data.make_synthetic(400, 32, 8, seed=5)
+    x = images.astype(np.float32) / 255.0
+    # Grey: the three channels are one image.
+    np.testing.assert_array_equal(images[..., 0], images[..., 1])
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+    # Two grey levels per image, shape and background, 0.2 to 0.4 apart (up to pixel noise):
+    # the lower and upper 10% of each image's pixels sit on the two levels.
+    g = x[..., 0].reshape(len(x), -1)
+    gap = np.quantile(g, 0.95, axis=1) - np.quantile(g, 0.05, axis=1)
+    assert gap.min() > 0.15 and gap.max() < 0.5
+    # No class owns a brightness: the mean grey level of each class is about the same.
+    class_means = [g[labels == k].mean() for k in range(8)]
+    assert max(class_means) - min(class_means) < 0.1
+    # Backgrounds (the border's median) span most of [0.15, 0.85] within every class.
+    border = np.median(np.concatenate([x[:, 0, :, 0], x[:, -1, :, 0]], axis=1), axis=1)
+    for k in range(8):
+        assert border[labels == k].min() < 0.3 and border[labels == k].max() > 0.7
+
+
 # --- The pretraining pipeline --------------------------------------------------------------------
 
 

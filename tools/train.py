@@ -61,6 +61,12 @@ def main(argv):
             f"kNN top-1 (k={_CONFIG.value.eval.knn_k}) on {_CONFIG.value.eval.knn_test}: "
             f"learned encoder {100 * summary['knn_top1_learned']:.1f}%, "
             f"random-initialised encoder {100 * summary['knn_top1_random']:.1f}%"
+            + (
+                f" (BatchNorm statistics estimated on the training views; with Keras's "
+                f"placeholder statistics {100 * summary['knn_top1_random_init_stats']:.1f}%)"
+                if "knn_top1_random_init_stats" in summary
+                else ""
+            )
         )
     if "probe_top1" in summary:
         print(
