@@ -49,7 +49,14 @@ def variable_lists(**objects) -> dict[str, list[tf.Variable]]:
 
 
 class DataPosition(tf.Module):
-    """Where the input pipeline stands, saved in every checkpoint and checked on restore."""
+    """Where the input pipeline stands, saved in every checkpoint and checked on restore.
+
+    `step` is the train loop's own step counter: the compiled step increments it, and the data
+    position, the schedules (learning rate, tau), the logs and the resume point all read it.
+    The optimizer's `iterations` is not used for any of these: under float16 a loss-scaling
+    optimizer does not count the steps it skips (non-finite gradients). Create it inside the
+    strategy's scope, so the compiled step can update it on every replica.
+    """
 
     def __init__(self, steps_per_epoch: int, global_batch_size: int):
         super().__init__(name="data_position")
@@ -76,7 +83,7 @@ class DataPosition(tf.Module):
         ):
             var.assign(value)
 
-    def check(self, path: str, optimizer_step: int) -> None:
+    def check(self, path: str, optimizer_updates: int) -> None:
         """Raises ValueError if the restored position cannot be the same data in this run."""
         saved = {
             "steps_per_epoch": int(self.steps_per_epoch.numpy()),
@@ -95,10 +102,12 @@ class DataPosition(tf.Module):
                 "start a new workdir."
             )
         step = int(self.step.numpy())
-        if step != optimizer_step:
+        # Equal unless float16 loss scaling skipped some updates; never more updates than steps.
+        if optimizer_updates > step:
             raise ValueError(
-                f"Checkpoint {path} is inconsistent: data position step {step}, optimizer step "
-                f"{optimizer_step}. It was not written by byol-tf; start a new workdir."
+                f"Checkpoint {path} is inconsistent: data position step {step}, but "
+                f"{optimizer_updates} optimizer updates. It was not written by byol-tf; start a "
+                "new workdir."
             )
 
 

@@ -33,7 +33,7 @@ from byol_tf.models import (
 )
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
-from byol_tf.schedules import build_lr_schedule, target_tau
+from byol_tf.schedules import AtLoopStep, build_lr_schedule, target_tau
 from byol_tf.step import make_train_function
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -92,8 +92,13 @@ class Trainer:
             )
             if config.model.norm == "bn_free_init":
                 self._bn_free_init(encoder)
+            # Holds the loop's step counter (see DataPosition), which the optimizer's learning
+            # rate reads; in the scope, so the compiled step updates it on every replica.
+            self.position = DataPosition(
+                self.steps["steps_per_epoch"], config.data.global_batch_size
+            )
             self.lr_schedule = build_lr_schedule(config, self.steps)
-            optimizer = build_optimizer(config, self.lr_schedule)
+            optimizer = build_optimizer(config, AtLoopStep(self.lr_schedule, self.position.step))
             if config.train.precision == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -116,7 +121,7 @@ class Trainer:
             os.path.join(workdir, "checkpoints"),
             config.checkpoint.max_to_keep,
             is_chief=self.is_chief,
-            position=DataPosition(self.steps["steps_per_epoch"], config.data.global_batch_size),
+            position=self.position,
             online=self.online,
             target=self.target,
             optimizer=self.optimizer,
@@ -163,7 +168,8 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        """The loop's step (updates skipped by float16 loss scaling count too)."""
+        return int(self.position.step.numpy())
 
     def _dataset(self, start_step: int):
         def dataset_fn(input_context):
@@ -187,7 +193,7 @@ class Trainer:
         # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
         restored = self.checkpointer.restore() if self.step == 0 else None
         if restored is not None:
-            self.checkpointer.position.check(restored, self.step)
+            self.position.check(restored, int(self.optimizer.iterations.numpy()))
         start = self.step
         end = (
             self.steps["total_steps"]
@@ -220,6 +226,7 @@ class Trainer:
                 c,
                 self.ema.update if (ema and self.ema.in_step) else None,
                 self.probe,
+                step_counter=self.position.step,
             )
         iterator = iter(self._dataset(start))
         control = faults.RunControl(

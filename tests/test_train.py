@@ -350,3 +350,48 @@ def test_mixed_precision_and_xla_steps_train(tmp_path, overrides):
         np.abs(a - b.numpy()).max() for a, b in zip(before, trainer.online.trainable_variables)
     ]
     assert max(changed) > 0
+
+
+def test_fp16_skipped_step_keeps_the_loop_step_for_data_schedule_and_resume(tmp_path):
+    """A loss-scaling optimizer skips a step with non-finite gradients without counting it;
+    the loop's own step still counts it, and it alone sets the data position, the learning
+    rate, the checkpoint's step and the resume point."""
+    c = tiny_config(**{"train.precision": "float16", "schedule.total_steps": 6})
+
+    class OverflowOnce(keras.callbacks.Callback):
+        """Step 2's gradients overflow (an infinite loss scale); step 3 is back to normal."""
+
+        def __init__(self, optimizer):
+            super().__init__()
+            self.opt = optimizer
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.opt.dynamic_scale.assign(float("inf"))
+            elif batch == 2:
+                self.opt.dynamic_scale.assign(1024.0)
+
+    try:
+        trainer = train.Trainer(c, str(tmp_path))
+        summary = trainer.fit(stop_at_step=4, callbacks=[OverflowOnce(trainer.optimizer)])
+        assert summary["steps"] == 4 and trainer.step == 4
+        # The skipped step is not an optimizer update, but it is a loop step.
+        assert int(trainer.optimizer.iterations.numpy()) == 3
+        # The learning rate follows the loop step, not the optimizer's update count.
+        np.testing.assert_allclose(
+            float(trainer.optimizer.learning_rate), float(trainer.lr_schedule(4)), rtol=1e-6
+        )
+        assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+        resumed = train.Trainer(c, str(tmp_path))
+        seen = []
+
+        class Steps(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(batch)
+
+        assert resumed.fit(stop_at_step=5, callbacks=[Steps()])["steps"] == 5
+        assert seen == [5] and resumed.step == 5
+        assert int(resumed.checkpointer.position.step.numpy()) == 5
+        assert int(resumed.checkpointer.position.step_in_epoch.numpy()) == 1  # 4 steps/epoch
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
