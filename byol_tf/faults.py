@@ -15,6 +15,10 @@ VMs, replaces SIGTERM by a maintenance-event poll on GCP GPU VMs, restores the c
 when built (bypassing our checks of damaged checkpoints) and cannot agree on time-based
 checkpoints, which need the same agreement.
 
+After a restore, `restored_steps` gathers every worker's restored step and
+`check_restored_steps` stops the run with an error naming them if the workers disagree (a
+worker that sees another checkpoint directory, or that could not read the newest checkpoint).
+
 `worker_failure_message` turns the errors a collective raises when a peer dies into a message
 that says what happened and how to resume.
 """
@@ -42,6 +46,10 @@ PEER_FAILURE_ERRORS = (
 
 class WorkerFailureError(RuntimeError):
     """Another worker of a multi-worker run died or stopped answering."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The workers of one run restored different checkpoints."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +141,44 @@ def _make_agreement(strategy: tf.distribute.Strategy):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return agree
+
+
+def restored_steps(strategy: tf.distribute.Strategy, step: int) -> list[int]:
+    """Every worker's `step` (the step it restored, 0 for none), in worker order.
+
+    One all-gather over the replicas; all workers must call it. A worker's replicas hold the
+    same value, so one value is kept per worker.
+    """
+    workers = distribute.num_workers(strategy)
+    replicas = strategy.num_replicas_in_sync
+    local = tf.constant([int(step)], tf.int64)
+
+    @tf.function
+    def gather():
+        def replica_fn():
+            return tf.distribute.get_replica_context().all_gather(tf.identity(local), axis=0)
+
+        return strategy.experimental_local_results(strategy.run(replica_fn))[0]
+
+    values = gather().numpy().tolist()
+    per_worker = max(1, replicas // workers)
+    return [int(v) for v in values[::per_worker]]
+
+
+def check_restored_steps(steps: list[int], checkpoint_dir: str) -> None:
+    """Raises CheckpointMismatchError naming each worker's step unless they are all equal."""
+    if len(set(steps)) <= 1:
+        return
+    listed = ", ".join(
+        f"worker {i}: step {s}" + (" (no checkpoint)" if s == 0 else "")
+        for i, s in enumerate(steps)
+    )
+    raise CheckpointMismatchError(
+        f"The workers restored different checkpoints from {checkpoint_dir} ({listed}), so they "
+        "would train different models. Every worker must see the same, shared checkpoint "
+        "directory: check that the workdir is on shared storage and readable from every "
+        "machine, and read each worker's log for skipped checkpoints; then relaunch."
+    )
 
 
 def worker_failure_message(error: Exception, last_checkpoint: str | None) -> str:

@@ -187,13 +187,18 @@ class Trainer:
         Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
         checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
         the same command resumes from it. If another worker dies, raises
-        `faults.WorkerFailureError` naming the checkpoint to resume from.
+        `faults.WorkerFailureError` naming the checkpoint to resume from; if the workers
+        restored different steps, `faults.CheckpointMismatchError` naming them.
         """
         c = self.config
         # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
         restored = self.checkpointer.restore() if self.step == 0 else None
         if restored is not None:
             self.position.check(restored, int(self.optimizer.iterations.numpy()))
+        if distribute.num_workers(self.strategy) > 1:
+            faults.check_restored_steps(
+                faults.restored_steps(self.strategy, self.step), self.checkpointer.directory
+            )
         start = self.step
         end = (
             self.steps["total_steps"]

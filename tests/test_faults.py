@@ -78,6 +78,24 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert path.endswith("ckpt-2") and value == 1.0
 
 
+def test_a_checkpoint_this_process_cannot_read_now_is_an_error_not_damage(
+    tmp_path, caplog, monkeypatch
+):
+    """An I/O failure that says nothing about the files (filesystem unavailable, permissions)
+    must not make one worker fall back to an older checkpoint than the others."""
+    saved_at(tmp_path, [1, 2])
+    real = tf.train.load_checkpoint
+
+    def flaky(path):
+        if path.endswith("ckpt-2"):
+            raise tf.errors.UnavailableError(None, None, "the filesystem is not answering")
+        return real(path)
+
+    monkeypatch.setattr(tf.train, "load_checkpoint", flaky)
+    with pytest.raises(OSError, match=r"ckpt-2.*not answering.*not fall back"):
+        restored_value(tmp_path, caplog)
+
+
 def test_no_intact_checkpoint_starts_from_scratch_with_a_warning(tmp_path, caplog):
     saved_at(tmp_path, [1])
     (tmp_path / "ckpt-1.data-00000-of-00001").write_bytes(b"")
@@ -117,6 +135,23 @@ def test_the_data_position_is_in_the_checkpoint_and_checked(tmp_path, caplog):
     path, _, grown = restored_value(tmp_path, caplog, steps_per_epoch=5)
     with pytest.raises(ValueError, match="steps_per_epoch': 4.*steps_per_epoch': 5"):
         grown.position.check(path, 6)
+
+
+def test_workers_that_restored_different_steps_stop_with_both_steps_named():
+    faults.check_restored_steps([6, 6, 6], "/run/checkpoints")  # agreement: no error
+    with pytest.raises(faults.CheckpointMismatchError) as info:
+        faults.check_restored_steps([6, 4], "/run/checkpoints")
+    message = str(info.value)
+    assert "worker 0: step 6" in message and "worker 1: step 4" in message
+    assert "/run/checkpoints" in message and "shared" in message
+    with pytest.raises(faults.CheckpointMismatchError, match="worker 1: step 0 .no checkpoint"):
+        faults.check_restored_steps([3, 0], "/run/checkpoints")
+
+
+def test_restored_steps_are_gathered_per_worker(mirrored_strategy):
+    """One process with two replicas is one worker: one value, whatever the replicas."""
+    assert faults.restored_steps(mirrored_strategy, 7) == [7]
+    assert faults.restored_steps(tf.distribute.get_strategy(), 3) == [3]
 
 
 # --- Workdir hygiene -----------------------------------------------------------------------------
