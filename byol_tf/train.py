@@ -162,8 +162,10 @@ class Trainer:
                 "encoder: leave `encoder=` out, or pass an encoder you transformed yourself "
                 "(byol_tf.models.remove_batchnorm works on byol_tf ResNets) with model.norm='batch'."
             )
-        views = next(iter(data_lib.pretrain_dataset(self.source, self.config)))
-        init_from_batchnorm(self.online.encoder, views["view1"])
+        # The same batch on every worker (see bn_free_init_batch): all start from equal weights.
+        init_from_batchnorm(
+            self.online.encoder, data_lib.bn_free_init_batch(self.source, self.config)
+        )
         copy_online_to_target(self.online, self.target)
 
     @property
@@ -349,9 +351,9 @@ class Trainer:
             keras.utils.set_random_seed(c.seed + 1)
             random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
             if c.model.norm == "bn_free_init":
-                views = next(iter(data_lib.pretrain_dataset(self.source, c)))
-                random_encoder(views["view1"], training=False)  # builds its variables
-                init_from_batchnorm(random_encoder, views["view1"])
+                images = data_lib.bn_free_init_batch(self.source, c)
+                random_encoder(images, training=False)  # builds its variables
+                init_from_batchnorm(random_encoder, images)
         results = {}
         for name, encoder in (("learned", self.online.encoder), ("random", random_encoder)):
             acc = knn.evaluate_knn(encoder, train_src, test_src, c)
