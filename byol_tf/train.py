@@ -43,6 +43,23 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; the message names the step and the last good checkpoint."""
 
 
+def steps_in_call(
+    step: int, end: int, steps_per_call: int, steps_per_epoch: int, every_epochs=()
+) -> int:
+    """How many steps the next compiled call runs, from `step`.
+
+    `train.steps_per_call`, cut at `end` and at the next epoch boundary where an every-N-epochs
+    callback is due (N in `every_epochs`; 0 is off), so the kNN monitor and the periodic export
+    see the weights of the epoch they are labelled with even when a call spans epochs.
+    """
+    n = min(steps_per_call, end - step)
+    for every in every_epochs:
+        if every > 0:
+            period = every * steps_per_epoch
+            n = min(n, (step // period + 1) * period - step)
+    return n
+
+
 class Trainer:
     """One BYOL pretraining run.
 
@@ -251,8 +268,9 @@ class Trainer:
             control.start()
             for cb in callbacks:
                 cb.on_train_begin()
+            due = (c.eval.knn_every_epochs, c.export.every_epochs)
             while step < end:
-                n = min(c.train.steps_per_call, end - step)
+                n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
                 t0 = time.perf_counter()
                 losses, last_t = self._train_fn(iterator, tf.constant(n))
                 losses = losses.numpy()

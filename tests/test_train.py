@@ -395,3 +395,51 @@ def test_fp16_skipped_step_keeps_the_loop_step_for_data_schedule_and_resume(tmp_
         assert int(resumed.checkpointer.position.step_in_epoch.numpy()) == 1  # 4 steps/epoch
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_epoch_callbacks_see_the_epoch_boundary_when_a_call_spans_epochs(tmp_path):
+    """With more steps per call than per epoch, the kNN monitor and the periodic export still
+    run on the weights of the epoch they are labelled with: calls end at the epoch boundaries
+    where one of them is due."""
+    c = tiny_config(
+        **{
+            "schedule.total_steps": 12,  # 3 epochs of 4 steps
+            "train.steps_per_call": 8,
+            "eval.knn_every_epochs": 1,
+            "eval.knn_train": "synthetic:train",
+            "eval.knn_test": "synthetic:test",
+            "data.synthetic.num_test": 16,
+            "export.every_epochs": 2,
+        }
+    )
+    trainer = train.Trainer(c, str(tmp_path))
+    ends, at_epoch_2 = [], {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+            if batch == 8:
+                images = tf.random.stateless_uniform([2, 16, 16, 3], seed=[3, 4])
+                at_epoch_2["images"] = images
+                at_epoch_2["representation"] = trainer.online.encoder(images, training=False)
+
+    trainer.fit(stop_at_step=11, callbacks=[Record()])  # before the end: no final export
+    assert ends == [4, 8, 11]
+    knn = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    knn = [r for r in knn if "knn_top1" in r]
+    assert [(r["step"], r["epoch"]) for r in knn] == [(4, 1.0), (8, 2.0)]
+    exported = keras.models.load_model(str(tmp_path / "export" / "encoder_epoch0002.keras"))
+    np.testing.assert_allclose(
+        exported(at_epoch_2["images"], training=False).numpy(),
+        at_epoch_2["representation"].numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_steps_in_call_stops_at_due_epoch_boundaries():
+    assert train.steps_in_call(0, 100, 8, 4) == 8  # nothing due: the full call
+    assert train.steps_in_call(0, 100, 8, 4, (1, 0)) == 4
+    assert train.steps_in_call(5, 100, 8, 4, (0, 2)) == 3  # next multiple of 2 epochs: step 8
+    assert train.steps_in_call(8, 100, 8, 4, (3, 2)) == 4  # step 12: epoch 3
+    assert train.steps_in_call(8, 10, 8, 4, (1,)) == 2  # the end comes first
