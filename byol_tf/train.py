@@ -331,6 +331,7 @@ class Trainer:
             ) from e
         finally:
             control.close()
+            logger.close()  # also when training raises: metrics.jsonl stays whole and closed
         images_per_s = (
             timed_steps * c.data.global_batch_size / timed_seconds
             if timed_seconds

@@ -443,3 +443,27 @@ def test_steps_in_call_stops_at_due_epoch_boundaries():
     assert train.steps_in_call(5, 100, 8, 4, (0, 2)) == 3  # next multiple of 2 epochs: step 8
     assert train.steps_in_call(8, 100, 8, 4, (3, 2)) == 4  # step 12: epoch 3
     assert train.steps_in_call(8, 10, 8, 4, (1,)) == 2  # the end comes first
+
+
+def test_a_failed_run_closes_its_metrics_log(tmp_path, monkeypatch):
+    """A NaN loss stops the run with an error; metrics.jsonl is still closed and whole."""
+    from byol_tf.callbacks import MetricsLogger
+
+    loggers = []
+
+    class Kept(MetricsLogger):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loggers.append(self)
+
+    monkeypatch.setattr(train, "MetricsLogger", Kept)
+    c = tiny_config(**{"schedule.total_steps": 20, "train.log_every_steps": 1})
+    trainer = train.Trainer(c, str(tmp_path))
+    trainer.fit(stop_at_step=2)
+    w = trainer.online.predictor.trainable_variables[0]
+    w.assign(tf.fill(w.shape, float("nan")))
+    with pytest.raises(train.NonFiniteLossError):
+        trainer.fit()
+    assert len(loggers) == 2 and all(logger.closed for logger in loggers)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
