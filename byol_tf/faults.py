@@ -20,7 +20,8 @@ After a restore, `restored_steps` gathers every worker's restored step and
 worker that sees another checkpoint directory, or that could not read the newest checkpoint).
 
 `worker_failure_message` turns the errors a collective raises when a peer dies into a message
-that says what happened and how to resume.
+that says what happened and how to resume; `explain_failure` picks between that and a lost
+tf.data service (`data.service_address`), which raises the same kind of error.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf import distribute
+from byol_tf.data.service import DispatcherUnavailableError
 
 # What a collective raises when a peer process dies or stops answering.
 PEER_FAILURE_ERRORS = (
@@ -181,20 +183,81 @@ def check_restored_steps(steps: list[int], checkpoint_dir: str) -> None:
     )
 
 
+# Words of TensorFlow's tf.data service client errors (lower case).
+_DATA_SERVICE_WORDS = (
+    "data service",
+    "dispatcher",
+    "from worker",
+    "failed to get element",
+    "getelement",
+    "getorcreatejob",
+    "clientheartbeat",
+)
+
+
+def _first_line(error: Exception) -> str:
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _resume_from(last_checkpoint: str | None) -> str:
+    return (
+        f"The last checkpoint is {last_checkpoint}"
+        if last_checkpoint
+        else "There is no checkpoint yet"
+    )
+
+
+def is_data_service_failure(error: Exception, service_address: str, num_workers: int) -> bool:
+    """Whether `error` (one of PEER_FAILURE_ERRORS) means the tf.data service was lost."""
+    if not service_address or not isinstance(
+        error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
+    ):
+        return False
+    text = str(error).lower()
+    host_port = service_address.split("://", 1)[-1].lower()
+    if host_port in text or any(word in text for word in _DATA_SERVICE_WORDS):
+        return True
+    return num_workers == 1  # no peers: only the service can be unavailable
+
+
+def data_service_failure_message(
+    error: Exception, service_address: str, last_checkpoint: str | None
+) -> str:
+    return (
+        f"Lost the tf.data service at {service_address} (data.service_address) during training "
+        f"({type(error).__name__}: {_first_line(error)}). Check that its dispatcher and workers "
+        "are running and reachable from every trainer (tools/data_service.py starts them). "
+        f"{_resume_from(last_checkpoint)}; rerun the same command to resume from it, or clear "
+        "data.service_address to run the input pipeline locally."
+    )
+
+
+def explain_failure(
+    error: Exception, last_checkpoint: str | None, num_workers: int, service_address: str = ""
+) -> Exception | None:
+    """The clear error to raise in place of `error` (one of PEER_FAILURE_ERRORS), or None.
+
+    A lost tf.data service gives `DispatcherUnavailableError`, a lost peer of a multi-worker
+    run `WorkerFailureError`; in one process without a service, None (keep the original).
+    """
+    if is_data_service_failure(error, service_address, num_workers):
+        return DispatcherUnavailableError(
+            data_service_failure_message(error, service_address, last_checkpoint)
+        )
+    if num_workers > 1:
+        return WorkerFailureError(worker_failure_message(error, last_checkpoint))
+    return None
+
+
 def worker_failure_message(error: Exception, last_checkpoint: str | None) -> str:
-    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    first = _first_line(error)
     for line in str(error).splitlines():
         # TF puts the useful part ("...tasks are unhealthy...", "Connection reset by peer") here.
         if "aborted by" in line or "unhealthy" in line:
             first = line.strip()
             break
-    resume = (
-        f"The last checkpoint is {last_checkpoint}"
-        if last_checkpoint
-        else "There is no checkpoint yet"
-    )
     return (
         f"Another worker of this multi-worker run died or stopped answering, so training cannot "
-        f"continue ({type(error).__name__}: {first}). {resume}; relaunch every worker with the "
+        f"continue ({type(error).__name__}: {first}). {_resume_from(last_checkpoint)}; relaunch every worker with the "
         "same command to resume from it (check the failed worker's log for its own error first)."
     )

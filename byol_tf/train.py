@@ -206,7 +206,8 @@ class Trainer:
         Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
         checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
         the same command resumes from it. If another worker dies, raises
-        `faults.WorkerFailureError` naming the checkpoint to resume from; if the workers
+        `faults.WorkerFailureError` naming the checkpoint to resume from (a lost tf.data
+        service: `DispatcherUnavailableError`, naming its address); if the workers
         restored different steps, `faults.CheckpointMismatchError` naming them.
         """
         c = self.config
@@ -324,11 +325,15 @@ class Trainer:
                 for cb in callbacks:
                     cb.on_train_end()
         except faults.PEER_FAILURE_ERRORS as e:
-            if distribute.num_workers(self.strategy) == 1:
+            clear = faults.explain_failure(
+                e,
+                self.checkpointer.latest,
+                distribute.num_workers(self.strategy),
+                c.data.service_address,
+            )
+            if clear is None:
                 raise
-            raise faults.WorkerFailureError(
-                faults.worker_failure_message(e, self.checkpointer.latest)
-            ) from e
+            raise clear from e
         finally:
             control.close()
             logger.close()  # also when training raises: metrics.jsonl stays whole and closed

@@ -290,6 +290,36 @@ def test_worker_failure_message_names_the_cause_and_the_checkpoint():
     assert "There is no checkpoint yet" in faults.worker_failure_message(error, None)
 
 
+def test_a_lost_data_service_is_reported_with_its_address_and_how_to_resume():
+    from byol_tf.data.service import DispatcherUnavailableError
+
+    lost = tf.errors.UnavailableError(
+        None, None, "Failed to get element from worker 10.0.0.7:5051: Socket closed\nmore"
+    )
+    error = faults.explain_failure(lost, "/run/checkpoints/ckpt-3", 1, "grpc://data:5050")
+    assert isinstance(error, DispatcherUnavailableError)
+    message = str(error)
+    assert "grpc://data:5050" in message and "data.service_address" in message
+    assert "Socket closed" in message and "dispatcher" in message
+    assert "ckpt-3" in message and "resume" in message
+    assert "no checkpoint yet" in str(faults.explain_failure(lost, None, 1, "grpc://data:5050"))
+    # With several workers the message must say it is the service, not a peer.
+    assert isinstance(
+        faults.explain_failure(lost, None, 2, "grpc://data:5050"), DispatcherUnavailableError
+    )
+    # One process has no peers: with a service configured, only the service can be unavailable.
+    bare = tf.errors.UnavailableError(None, None, "failed to connect to all addresses")
+    assert isinstance(
+        faults.explain_failure(bare, None, 1, "data:5050"), DispatcherUnavailableError
+    )
+    # A collective's failure in a multi-worker run is still a lost peer.
+    peer = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: task unhealthy")
+    assert isinstance(faults.explain_failure(peer, None, 2, "data:5050"), faults.WorkerFailureError)
+    assert isinstance(faults.explain_failure(peer, None, 2, ""), faults.WorkerFailureError)
+    # One process without a service: nothing to explain, the original error stands.
+    assert faults.explain_failure(bare, None, 1, "") is None
+
+
 # --- Clear errors --------------------------------------------------------------------------------
 
 
