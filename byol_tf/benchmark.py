@@ -208,7 +208,13 @@ class StepRunner:
         self.config = config
         ema = trainer.ema.update if trainer.uses_target else None
         self.fn = make_train_function(
-            trainer.strategy, trainer.online, trainer.target, trainer.optimizer, config, ema
+            trainer.strategy,
+            trainer.online,
+            trainer.target,
+            trainer.optimizer,
+            config,
+            ema,
+            step_counter=trainer.position.step,
         )
         self.steps_per_call = int(config.train.steps_per_call)
 

@@ -191,7 +191,15 @@ class MetricsLogger(keras.callbacks.Callback):
                     tf.summary.scalar(key, value)
         return record
 
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.enabled:
+    @property
+    def closed(self) -> bool:
+        return not self.enabled or self._jsonl.closed
+
+    def close(self) -> None:
+        """Closes metrics.jsonl and the TensorBoard writer; the loop calls it however it ends."""
+        if not self.closed:
             self._jsonl.close()
-            self._writer.flush()
+            self._writer.close()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.close()

@@ -10,7 +10,9 @@ Atomicity: TensorFlow writes a checkpoint's files first and then rewrites the `c
 state file (atomically, by rename); a checkpoint counts only once that file lists it. So a
 process killed while writing never replaces the last good checkpoint: the next run ignores and
 removes the uncommitted files, and skips a listed checkpoint whose files are missing or
-corrupt, each with a warning, falling back to the newest one that restores.
+corrupt, each with a warning, falling back to the newest one that restores. Any other failure
+to read is an error, not damage: a fallback on one worker only would split a multi-worker run
+(`byol_tf.faults.check_restored_steps` checks after each restore that all workers agree).
 
 Optional parts (the online linear probe and its optimizer) are saved when the run has them.
 A checkpoint written without them still restores, leaving them at their initial values with
@@ -49,7 +51,14 @@ def variable_lists(**objects) -> dict[str, list[tf.Variable]]:
 
 
 class DataPosition(tf.Module):
-    """Where the input pipeline stands, saved in every checkpoint and checked on restore."""
+    """Where the input pipeline stands, saved in every checkpoint and checked on restore.
+
+    `step` is the train loop's own step counter: the compiled step increments it, and the data
+    position, the schedules (learning rate, tau), the logs and the resume point all read it.
+    The optimizer's `iterations` is not used for any of these: under float16 a loss-scaling
+    optimizer does not count the steps it skips (non-finite gradients). Create it inside the
+    strategy's scope, so the compiled step can update it on every replica.
+    """
 
     def __init__(self, steps_per_epoch: int, global_batch_size: int):
         super().__init__(name="data_position")
@@ -76,7 +85,7 @@ class DataPosition(tf.Module):
         ):
             var.assign(value)
 
-    def check(self, path: str, optimizer_step: int) -> None:
+    def check(self, path: str, optimizer_updates: int) -> None:
         """Raises ValueError if the restored position cannot be the same data in this run."""
         saved = {
             "steps_per_epoch": int(self.steps_per_epoch.numpy()),
@@ -95,10 +104,12 @@ class DataPosition(tf.Module):
                 "start a new workdir."
             )
         step = int(self.step.numpy())
-        if step != optimizer_step:
+        # Equal unless float16 loss scaling skipped some updates; never more updates than steps.
+        if optimizer_updates > step:
             raise ValueError(
-                f"Checkpoint {path} is inconsistent: data position step {step}, optimizer step "
-                f"{optimizer_step}. It was not written by byol-tf; start a new workdir."
+                f"Checkpoint {path} is inconsistent: data position step {step}, but "
+                f"{optimizer_updates} optimizer updates. It was not written by byol-tf; start a "
+                "new workdir."
             )
 
 
@@ -182,8 +193,9 @@ class Checkpointer:
     def restore(self) -> str | None:
         """Restores the newest intact committed checkpoint; returns its path or None.
 
-        Checkpoints whose files are missing or damaged are skipped with a warning. A checkpoint
-        that does not match the model (another architecture) is an error.
+        Checkpoints whose files are missing or damaged are skipped with a warning; one that is
+        complete but cannot be read now (filesystem, permissions) is a `CheckpointReadError`. A
+        checkpoint that does not match the model (another architecture) is an error.
         """
         committed = self.committed()
         if committed is None:
@@ -255,11 +267,39 @@ def _number(path: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
+# Read failures that describe the files themselves. Anything else (an unavailable filesystem,
+# permissions, a timeout) says nothing about the checkpoint and may differ between workers.
+_DAMAGE_ERRORS = (
+    IndexError,  # the reader's short read: a data file cut short
+    tf.errors.NotFoundError,
+    tf.errors.DataLossError,
+    tf.errors.OutOfRangeError,
+    tf.errors.InvalidArgumentError,
+)
+_DAMAGE_WORDS = ("checksum", "sstable", "corrupt", "truncated", "magic", "data loss")
+
+
+class CheckpointReadError(OSError):
+    """A checkpoint that looks complete could not be read by this process."""
+
+
+def _is_damage(error: Exception) -> bool:
+    if isinstance(error, _DAMAGE_ERRORS):
+        return True
+    # TF reports checksum and format errors of a bundle with the generic UNKNOWN code.
+    return type(error) in (tf.errors.OpError, tf.errors.UnknownError) and any(
+        word in str(error).lower() for word in _DAMAGE_WORDS
+    )
+
+
 def _damage(path: str) -> str | None:
-    """Why the checkpoint at `path` cannot be restored (missing or unreadable files), or None.
+    """Why the checkpoint at `path` cannot be restored (missing or damaged files), or None.
 
     Every tensor is read once, which checks each file's length and checksums: a file that was
-    cut short or overwritten fails here rather than half-way through a restore.
+    cut short or overwritten fails here rather than half-way through a restore. Only such
+    damage counts: any other failure to read (e.g. the filesystem is unavailable) raises
+    `CheckpointReadError`, since falling back on one worker only would make the workers of a
+    run resume from different checkpoints.
     """
     index = path + ".index"
     if not os.path.exists(index):
@@ -274,7 +314,15 @@ def _damage(path: str) -> str | None:
         reader = tf.train.load_checkpoint(path)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except Exception as e:  # noqa: BLE001  (any failure to read means the files are damaged)
+    except Exception as e:  # noqa: BLE001  (sorted below: damage or not)
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        if not _is_damage(e):
+            raise CheckpointReadError(
+                f"Cannot read checkpoint {path} ({type(e).__name__}: {first}), though its files "
+                "are all there. This does not look like a damaged checkpoint, so the run does "
+                "not fall back to an older one (other workers may read this one). Check that "
+                f"{os.path.dirname(path)} is reachable and readable from this machine, then "
+                "relaunch."
+            ) from e
         return f"it cannot be read ({first})"
     return None

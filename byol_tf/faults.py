@@ -15,8 +15,13 @@ VMs, replaces SIGTERM by a maintenance-event poll on GCP GPU VMs, restores the c
 when built (bypassing our checks of damaged checkpoints) and cannot agree on time-based
 checkpoints, which need the same agreement.
 
+After a restore, `restored_steps` gathers every worker's restored step and
+`check_restored_steps` stops the run with an error naming them if the workers disagree (a
+worker that sees another checkpoint directory, or that could not read the newest checkpoint).
+
 `worker_failure_message` turns the errors a collective raises when a peer dies into a message
-that says what happened and how to resume.
+that says what happened and how to resume; `explain_failure` picks between that and a lost
+tf.data service (`data.service_address`), which raises the same kind of error.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf import distribute
+from byol_tf.data.service import DispatcherUnavailableError
 
 # What a collective raises when a peer process dies or stops answering.
 PEER_FAILURE_ERRORS = (
@@ -42,6 +48,10 @@ PEER_FAILURE_ERRORS = (
 
 class WorkerFailureError(RuntimeError):
     """Another worker of a multi-worker run died or stopped answering."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The workers of one run restored different checkpoints."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,20 +145,119 @@ def _make_agreement(strategy: tf.distribute.Strategy):
     return agree
 
 
+def restored_steps(strategy: tf.distribute.Strategy, step: int) -> list[int]:
+    """Every worker's `step` (the step it restored, 0 for none), in worker order.
+
+    One all-gather over the replicas; all workers must call it. A worker's replicas hold the
+    same value, so one value is kept per worker.
+    """
+    workers = distribute.num_workers(strategy)
+    replicas = strategy.num_replicas_in_sync
+    local = tf.constant([int(step)], tf.int64)
+
+    @tf.function
+    def gather():
+        def replica_fn():
+            return tf.distribute.get_replica_context().all_gather(tf.identity(local), axis=0)
+
+        return strategy.experimental_local_results(strategy.run(replica_fn))[0]
+
+    values = gather().numpy().tolist()
+    per_worker = max(1, replicas // workers)
+    return [int(v) for v in values[::per_worker]]
+
+
+def check_restored_steps(steps: list[int], checkpoint_dir: str) -> None:
+    """Raises CheckpointMismatchError naming each worker's step unless they are all equal."""
+    if len(set(steps)) <= 1:
+        return
+    listed = ", ".join(
+        f"worker {i}: step {s}" + (" (no checkpoint)" if s == 0 else "")
+        for i, s in enumerate(steps)
+    )
+    raise CheckpointMismatchError(
+        f"The workers restored different checkpoints from {checkpoint_dir} ({listed}), so they "
+        "would train different models. Every worker must see the same, shared checkpoint "
+        "directory: check that the workdir is on shared storage and readable from every "
+        "machine, and read each worker's log for skipped checkpoints; then relaunch."
+    )
+
+
+# Words of TensorFlow's tf.data service client errors (lower case).
+_DATA_SERVICE_WORDS = (
+    "data service",
+    "dispatcher",
+    "from worker",
+    "failed to get element",
+    "getelement",
+    "getorcreatejob",
+    "clientheartbeat",
+)
+
+
+def _first_line(error: Exception) -> str:
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _resume_from(last_checkpoint: str | None) -> str:
+    return (
+        f"The last checkpoint is {last_checkpoint}"
+        if last_checkpoint
+        else "There is no checkpoint yet"
+    )
+
+
+def is_data_service_failure(error: Exception, service_address: str, num_workers: int) -> bool:
+    """Whether `error` (one of PEER_FAILURE_ERRORS) means the tf.data service was lost."""
+    if not service_address or not isinstance(
+        error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
+    ):
+        return False
+    text = str(error).lower()
+    host_port = service_address.split("://", 1)[-1].lower()
+    if host_port in text or any(word in text for word in _DATA_SERVICE_WORDS):
+        return True
+    return num_workers == 1  # no peers: only the service can be unavailable
+
+
+def data_service_failure_message(
+    error: Exception, service_address: str, last_checkpoint: str | None
+) -> str:
+    return (
+        f"Lost the tf.data service at {service_address} (data.service_address) during training "
+        f"({type(error).__name__}: {_first_line(error)}). Check that its dispatcher and workers "
+        "are running and reachable from every trainer (tools/data_service.py starts them). "
+        f"{_resume_from(last_checkpoint)}; rerun the same command to resume from it, or clear "
+        "data.service_address to run the input pipeline locally."
+    )
+
+
+def explain_failure(
+    error: Exception, last_checkpoint: str | None, num_workers: int, service_address: str = ""
+) -> Exception | None:
+    """The clear error to raise in place of `error` (one of PEER_FAILURE_ERRORS), or None.
+
+    A lost tf.data service gives `DispatcherUnavailableError`, a lost peer of a multi-worker
+    run `WorkerFailureError`; in one process without a service, None (keep the original).
+    """
+    if is_data_service_failure(error, service_address, num_workers):
+        return DispatcherUnavailableError(
+            data_service_failure_message(error, service_address, last_checkpoint)
+        )
+    if num_workers > 1:
+        return WorkerFailureError(worker_failure_message(error, last_checkpoint))
+    return None
+
+
 def worker_failure_message(error: Exception, last_checkpoint: str | None) -> str:
-    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    first = _first_line(error)
     for line in str(error).splitlines():
         # TF puts the useful part ("...tasks are unhealthy...", "Connection reset by peer") here.
         if "aborted by" in line or "unhealthy" in line:
             first = line.strip()
             break
-    resume = (
-        f"The last checkpoint is {last_checkpoint}"
-        if last_checkpoint
-        else "There is no checkpoint yet"
-    )
     return (
         f"Another worker of this multi-worker run died or stopped answering, so training cannot "
-        f"continue ({type(error).__name__}: {first}). {resume}; relaunch every worker with the "
+        f"continue ({type(error).__name__}: {first}). {_resume_from(last_checkpoint)}; relaunch every worker with the "
         "same command to resume from it (check the failed worker's log for its own error first)."
     )

@@ -120,3 +120,23 @@ def build_lr_schedule(
     """
     peak = scaled_learning_rate(config.optimizer.base_lr, config.data.global_batch_size)
     return WarmupCosineSchedule(peak, steps["warmup_steps"], steps["total_steps"])
+
+
+class AtLoopStep(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` evaluated at the train loop's step counter, not at the optimizer's count.
+
+    Under float16 a loss-scaling optimizer does not count a step whose gradients overflowed
+    (it skips the update), so its `iterations` falls behind the loop; the learning rate must
+    follow the loop's step like the data, tau and the logs do.
+    """
+
+    def __init__(self, schedule: keras.optimizers.schedules.LearningRateSchedule, step):
+        super().__init__()
+        self.schedule = schedule
+        self.step = step  # an int64 tf.Variable, read at every optimizer update
+
+    def __call__(self, iterations):  # noqa: ARG002  (the optimizer's count is ignored)
+        return self.schedule(self.step)
+
+    def get_config(self) -> dict:
+        return self.schedule.get_config()

@@ -225,8 +225,14 @@ def make_train_function(
     config: ml_collections.ConfigDict,
     ema_update: Callable[[tf.Tensor], None] | None,
     probe: probe_lib.OnlineProbe | None = None,
+    step_counter: tf.Variable | None = None,
 ) -> Callable:
     """Returns `train(iterator, num_steps) -> (losses [num_steps], last)`.
+
+    `step_counter` is the loop's own int64 step (the Trainer's `DataPosition.step`), read
+    before and incremented after every step. The seeds of device augmentation and the EMA's tau
+    use it. Without it the optimizer's `iterations` stands in; under float16 loss scaling
+    that count skips the steps whose gradients were non-finite, so the Trainer always passes one.
 
     `last` holds the scalar metrics of the call's last step: `collapse_std`, and with `probe`
     the online probe's `probe_loss` and `probe_top1` over the global batch.
@@ -247,7 +253,7 @@ def make_train_function(
             last.update({name: tf.constant(0.0) for name in probe_lib.METRICS})
         for i in tf.range(num_steps):
             # Read before the update: step k's EMA uses tau(k), k = completed steps so far.
-            step = tf.identity(optimizer.iterations)
+            step = tf.identity(optimizer.iterations if step_counter is None else step_counter)
             batch = next(iterator)
             metrics = strategy.run(per_replica, args=(batch, step))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
@@ -264,6 +270,8 @@ def make_train_function(
                 last.update(probe_lib.probe_metrics(sums))
             if ema_update is not None:
                 ema_update(step)
+            if step_counter is not None:
+                step_counter.assign_add(1)
             losses = losses.write(i, loss)
         return losses.stack(), last
 

@@ -35,7 +35,7 @@ from byol_tf.models import (
 from byol_tf.models.bn_stats import batchnorm_layers, estimate_batchnorm_statistics
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
-from byol_tf.schedules import build_lr_schedule, target_tau
+from byol_tf.schedules import AtLoopStep, build_lr_schedule, target_tau
 from byol_tf.step import make_train_function
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -43,6 +43,23 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mix
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; the message names the step and the last good checkpoint."""
+
+
+def steps_in_call(
+    step: int, end: int, steps_per_call: int, steps_per_epoch: int, every_epochs=()
+) -> int:
+    """How many steps the next compiled call runs, from `step`.
+
+    `train.steps_per_call`, cut at `end` and at the next epoch boundary where an every-N-epochs
+    callback is due (N in `every_epochs`; 0 is off), so the kNN monitor and the periodic export
+    see the weights of the epoch they are labelled with even when a call spans epochs.
+    """
+    n = min(steps_per_call, end - step)
+    for every in every_epochs:
+        if every > 0:
+            period = every * steps_per_epoch
+            n = min(n, (step // period + 1) * period - step)
+    return n
 
 
 class Trainer:
@@ -94,8 +111,13 @@ class Trainer:
             )
             if config.model.norm == "bn_free_init":
                 self._bn_free_init(encoder)
+            # Holds the loop's step counter (see DataPosition), which the optimizer's learning
+            # rate reads; in the scope, so the compiled step updates it on every replica.
+            self.position = DataPosition(
+                self.steps["steps_per_epoch"], config.data.global_batch_size
+            )
             self.lr_schedule = build_lr_schedule(config, self.steps)
-            optimizer = build_optimizer(config, self.lr_schedule)
+            optimizer = build_optimizer(config, AtLoopStep(self.lr_schedule, self.position.step))
             if config.train.precision == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -118,7 +140,7 @@ class Trainer:
             os.path.join(workdir, "checkpoints"),
             config.checkpoint.max_to_keep,
             is_chief=self.is_chief,
-            position=DataPosition(self.steps["steps_per_epoch"], config.data.global_batch_size),
+            position=self.position,
             online=self.online,
             target=self.target,
             optimizer=self.optimizer,
@@ -159,13 +181,16 @@ class Trainer:
                 "encoder: leave `encoder=` out, or pass an encoder you transformed yourself "
                 "(byol_tf.models.remove_batchnorm works on byol_tf ResNets) with model.norm='batch'."
             )
-        views = next(iter(data_lib.pretrain_dataset(self.source, self.config)))
-        init_from_batchnorm(self.online.encoder, views["view1"])
+        # The same batch on every worker (see bn_free_init_batch): all start from equal weights.
+        init_from_batchnorm(
+            self.online.encoder, data_lib.bn_free_init_batch(self.source, self.config)
+        )
         copy_online_to_target(self.online, self.target)
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        """The loop's step (updates skipped by float16 loss scaling count too)."""
+        return int(self.position.step.numpy())
 
     def _dataset(self, start_step: int):
         def dataset_fn(input_context):
@@ -183,13 +208,19 @@ class Trainer:
         Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
         checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
         the same command resumes from it. If another worker dies, raises
-        `faults.WorkerFailureError` naming the checkpoint to resume from.
+        `faults.WorkerFailureError` naming the checkpoint to resume from (a lost tf.data
+        service: `DispatcherUnavailableError`, naming its address); if the workers
+        restored different steps, `faults.CheckpointMismatchError` naming them.
         """
         c = self.config
         # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
         restored = self.checkpointer.restore() if self.step == 0 else None
         if restored is not None:
-            self.checkpointer.position.check(restored, self.step)
+            self.position.check(restored, int(self.optimizer.iterations.numpy()))
+        if distribute.num_workers(self.strategy) > 1:
+            faults.check_restored_steps(
+                faults.restored_steps(self.strategy, self.step), self.checkpointer.directory
+            )
         start = self.step
         end = (
             self.steps["total_steps"]
@@ -222,6 +253,7 @@ class Trainer:
                 c,
                 self.ema.update if (ema and self.ema.in_step) else None,
                 self.probe,
+                step_counter=self.position.step,
             )
         iterator = iter(self._dataset(start))
         control = faults.RunControl(
@@ -239,8 +271,9 @@ class Trainer:
             control.start()
             for cb in callbacks:
                 cb.on_train_begin()
+            due = (c.eval.knn_every_epochs, c.export.every_epochs)
             while step < end:
-                n = min(c.train.steps_per_call, end - step)
+                n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
                 t0 = time.perf_counter()
                 losses, last_t = self._train_fn(iterator, tf.constant(n))
                 losses = losses.numpy()
@@ -294,13 +327,18 @@ class Trainer:
                 for cb in callbacks:
                     cb.on_train_end()
         except faults.PEER_FAILURE_ERRORS as e:
-            if distribute.num_workers(self.strategy) == 1:
+            clear = faults.explain_failure(
+                e,
+                self.checkpointer.latest,
+                distribute.num_workers(self.strategy),
+                c.data.service_address,
+            )
+            if clear is None:
                 raise
-            raise faults.WorkerFailureError(
-                faults.worker_failure_message(e, self.checkpointer.latest)
-            ) from e
+            raise clear from e
         finally:
             control.close()
+            logger.close()  # also when training raises: metrics.jsonl stays whole and closed
         images_per_s = (
             timed_steps * c.data.global_batch_size / timed_seconds
             if timed_seconds
@@ -349,17 +387,15 @@ class Trainer:
             return results
         keras.utils.set_random_seed(c.seed + 1)
         random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
-        views = data_lib.pretrain_dataset(self.source, c)
-        first = next(iter(views))["view1"]
-        random_encoder(first, training=False)  # builds its variables
+        views = data_lib.pretrain_dataset(self.source, c).take(c.eval.random_bn_batches)
+        random_encoder(next(iter(views))["view1"], training=False)  # builds its variables
         if c.model.norm == "bn_free_init":
-            init_from_batchnorm(random_encoder, first)
+            init_from_batchnorm(random_encoder, data_lib.bn_free_init_batch(self.source, c))
         if batchnorm_layers(random_encoder):
             results["knn_top1_random_init_stats"] = top1(random_encoder)
-            batches = (
-                batch[view] for batch in views.take(c.eval.random_bn_batches) for view in VIEWS
+            estimate_batchnorm_statistics(
+                random_encoder, (batch[view] for batch in views for view in VIEWS)
             )
-            estimate_batchnorm_statistics(random_encoder, batches)
         results["knn_top1_random"] = top1(random_encoder)
         return results
 

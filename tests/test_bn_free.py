@@ -177,3 +177,31 @@ def test_trainer_starts_both_towers_bn_free(tmp_path):
         np.testing.assert_array_equal(o.numpy(), t.numpy())
     summary = trainer.fit(stop_at_step=1)
     assert np.isfinite(summary["final_loss"])
+
+
+def test_the_init_batch_is_the_same_on_every_worker():
+    """The data-dependent start must be identical on every worker: its batch ignores what can
+    differ between workers (a tf.data service hands each its own steps; non-deterministic
+    tf.data reorders examples) and is step 0's global batch of the local pipeline."""
+    from byol_tf import data as data_lib
+
+    c = config_lib.load_config("configs/experiments/bn_free.py:heads_none,local")
+    source = data_lib.load_source(c.data.train, c)
+    reference = data_lib.bn_free_init_batch(source, c)
+    assert reference.shape[0] == c.data.global_batch_size
+    other = c.copy_and_resolve_references()
+    other.data.deterministic = False
+    other.data.service_address = "grpc://127.0.0.1:9"  # never contacted
+    np.testing.assert_array_equal(data_lib.bn_free_init_batch(source, other), reference)
+    first = next(iter(data_lib.pretrain_dataset(source, c)))["view1"]
+    np.testing.assert_array_equal(reference, first)
+    # Two workers that build their encoders from the same seed then start from equal weights.
+    starts = []
+    for config in (c, other):
+        keras.utils.set_random_seed(c.seed)
+        encoder = build_encoder(config)
+        encoder(reference[:1], training=False)
+        init_from_batchnorm(encoder, data_lib.bn_free_init_batch(source, config))
+        starts.append([v.numpy() for v in encoder.weights])
+    for a, b in zip(*starts, strict=True):
+        np.testing.assert_array_equal(a, b)

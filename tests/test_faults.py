@@ -78,6 +78,24 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert path.endswith("ckpt-2") and value == 1.0
 
 
+def test_a_checkpoint_this_process_cannot_read_now_is_an_error_not_damage(
+    tmp_path, caplog, monkeypatch
+):
+    """An I/O failure that says nothing about the files (filesystem unavailable, permissions)
+    must not make one worker fall back to an older checkpoint than the others."""
+    saved_at(tmp_path, [1, 2])
+    real = tf.train.load_checkpoint
+
+    def flaky(path):
+        if path.endswith("ckpt-2"):
+            raise tf.errors.UnavailableError(None, None, "the filesystem is not answering")
+        return real(path)
+
+    monkeypatch.setattr(tf.train, "load_checkpoint", flaky)
+    with pytest.raises(OSError, match=r"ckpt-2.*not answering.*not fall back"):
+        restored_value(tmp_path, caplog)
+
+
 def test_no_intact_checkpoint_starts_from_scratch_with_a_warning(tmp_path, caplog):
     saved_at(tmp_path, [1])
     (tmp_path / "ckpt-1.data-00000-of-00001").write_bytes(b"")
@@ -111,11 +129,29 @@ def test_the_data_position_is_in_the_checkpoint_and_checked(tmp_path, caplog):
     }
     path, _, checkpointer = restored_value(tmp_path, caplog)
     checkpointer.position.check(path, 6)
+    checkpointer.position.check(path, 5)  # float16 loss scaling skipped an update
     with pytest.raises(ValueError, match="inconsistent"):
         checkpointer.position.check(path, 7)
     path, _, grown = restored_value(tmp_path, caplog, steps_per_epoch=5)
     with pytest.raises(ValueError, match="steps_per_epoch': 4.*steps_per_epoch': 5"):
         grown.position.check(path, 6)
+
+
+def test_workers_that_restored_different_steps_stop_with_both_steps_named():
+    faults.check_restored_steps([6, 6, 6], "/run/checkpoints")  # agreement: no error
+    with pytest.raises(faults.CheckpointMismatchError) as info:
+        faults.check_restored_steps([6, 4], "/run/checkpoints")
+    message = str(info.value)
+    assert "worker 0: step 6" in message and "worker 1: step 4" in message
+    assert "/run/checkpoints" in message and "shared" in message
+    with pytest.raises(faults.CheckpointMismatchError, match="worker 1: step 0 .no checkpoint"):
+        faults.check_restored_steps([3, 0], "/run/checkpoints")
+
+
+def test_restored_steps_are_gathered_per_worker(mirrored_strategy):
+    """One process with two replicas is one worker: one value, whatever the replicas."""
+    assert faults.restored_steps(mirrored_strategy, 7) == [7]
+    assert faults.restored_steps(tf.distribute.get_strategy(), 3) == [3]
 
 
 # --- Workdir hygiene -----------------------------------------------------------------------------
@@ -252,6 +288,36 @@ def test_worker_failure_message_names_the_cause_and_the_checkpoint():
     assert "Another worker" in message and "Connection reset by peer" in message
     assert "ckpt-3" in message and "relaunch every worker" in message
     assert "There is no checkpoint yet" in faults.worker_failure_message(error, None)
+
+
+def test_a_lost_data_service_is_reported_with_its_address_and_how_to_resume():
+    from byol_tf.data.service import DispatcherUnavailableError
+
+    lost = tf.errors.UnavailableError(
+        None, None, "Failed to get element from worker 10.0.0.7:5051: Socket closed\nmore"
+    )
+    error = faults.explain_failure(lost, "/run/checkpoints/ckpt-3", 1, "grpc://data:5050")
+    assert isinstance(error, DispatcherUnavailableError)
+    message = str(error)
+    assert "grpc://data:5050" in message and "data.service_address" in message
+    assert "Socket closed" in message and "dispatcher" in message
+    assert "ckpt-3" in message and "resume" in message
+    assert "no checkpoint yet" in str(faults.explain_failure(lost, None, 1, "grpc://data:5050"))
+    # With several workers the message must say it is the service, not a peer.
+    assert isinstance(
+        faults.explain_failure(lost, None, 2, "grpc://data:5050"), DispatcherUnavailableError
+    )
+    # One process has no peers: with a service configured, only the service can be unavailable.
+    bare = tf.errors.UnavailableError(None, None, "failed to connect to all addresses")
+    assert isinstance(
+        faults.explain_failure(bare, None, 1, "data:5050"), DispatcherUnavailableError
+    )
+    # A collective's failure in a multi-worker run is still a lost peer.
+    peer = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: task unhealthy")
+    assert isinstance(faults.explain_failure(peer, None, 2, "data:5050"), faults.WorkerFailureError)
+    assert isinstance(faults.explain_failure(peer, None, 2, ""), faults.WorkerFailureError)
+    # One process without a service: nothing to explain, the original error stands.
+    assert faults.explain_failure(bare, None, 1, "") is None
 
 
 # --- Clear errors --------------------------------------------------------------------------------

@@ -350,3 +350,120 @@ def test_mixed_precision_and_xla_steps_train(tmp_path, overrides):
         np.abs(a - b.numpy()).max() for a, b in zip(before, trainer.online.trainable_variables)
     ]
     assert max(changed) > 0
+
+
+def test_fp16_skipped_step_keeps_the_loop_step_for_data_schedule_and_resume(tmp_path):
+    """A loss-scaling optimizer skips a step with non-finite gradients without counting it;
+    the loop's own step still counts it, and it alone sets the data position, the learning
+    rate, the checkpoint's step and the resume point."""
+    c = tiny_config(**{"train.precision": "float16", "schedule.total_steps": 6})
+
+    class OverflowOnce(keras.callbacks.Callback):
+        """Step 2's gradients overflow (an infinite loss scale); step 3 is back to normal."""
+
+        def __init__(self, optimizer):
+            super().__init__()
+            self.opt = optimizer
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.opt.dynamic_scale.assign(float("inf"))
+            elif batch == 2:
+                self.opt.dynamic_scale.assign(1024.0)
+
+    try:
+        trainer = train.Trainer(c, str(tmp_path))
+        summary = trainer.fit(stop_at_step=4, callbacks=[OverflowOnce(trainer.optimizer)])
+        assert summary["steps"] == 4 and trainer.step == 4
+        # The skipped step is not an optimizer update, but it is a loop step.
+        assert int(trainer.optimizer.iterations.numpy()) == 3
+        # The learning rate follows the loop step, not the optimizer's update count.
+        np.testing.assert_allclose(
+            float(trainer.optimizer.learning_rate), float(trainer.lr_schedule(4)), rtol=1e-6
+        )
+        assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+        resumed = train.Trainer(c, str(tmp_path))
+        seen = []
+
+        class Steps(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(batch)
+
+        assert resumed.fit(stop_at_step=5, callbacks=[Steps()])["steps"] == 5
+        assert seen == [5] and resumed.step == 5
+        assert int(resumed.checkpointer.position.step.numpy()) == 5
+        assert int(resumed.checkpointer.position.step_in_epoch.numpy()) == 1  # 4 steps/epoch
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_epoch_callbacks_see_the_epoch_boundary_when_a_call_spans_epochs(tmp_path):
+    """With more steps per call than per epoch, the kNN monitor and the periodic export still
+    run on the weights of the epoch they are labelled with: calls end at the epoch boundaries
+    where one of them is due."""
+    c = tiny_config(
+        **{
+            "schedule.total_steps": 12,  # 3 epochs of 4 steps
+            "train.steps_per_call": 8,
+            "eval.knn_every_epochs": 1,
+            "eval.knn_train": "synthetic:train",
+            "eval.knn_test": "synthetic:test",
+            "data.synthetic.num_test": 16,
+            "export.every_epochs": 2,
+        }
+    )
+    trainer = train.Trainer(c, str(tmp_path))
+    ends, at_epoch_2 = [], {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+            if batch == 8:
+                images = tf.random.stateless_uniform([2, 16, 16, 3], seed=[3, 4])
+                at_epoch_2["images"] = images
+                at_epoch_2["representation"] = trainer.online.encoder(images, training=False)
+
+    trainer.fit(stop_at_step=11, callbacks=[Record()])  # before the end: no final export
+    assert ends == [4, 8, 11]
+    knn = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    knn = [r for r in knn if "knn_top1" in r]
+    assert [(r["step"], r["epoch"]) for r in knn] == [(4, 1.0), (8, 2.0)]
+    exported = keras.models.load_model(str(tmp_path / "export" / "encoder_epoch0002.keras"))
+    np.testing.assert_allclose(
+        exported(at_epoch_2["images"], training=False).numpy(),
+        at_epoch_2["representation"].numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_steps_in_call_stops_at_due_epoch_boundaries():
+    assert train.steps_in_call(0, 100, 8, 4) == 8  # nothing due: the full call
+    assert train.steps_in_call(0, 100, 8, 4, (1, 0)) == 4
+    assert train.steps_in_call(5, 100, 8, 4, (0, 2)) == 3  # next multiple of 2 epochs: step 8
+    assert train.steps_in_call(8, 100, 8, 4, (3, 2)) == 4  # step 12: epoch 3
+    assert train.steps_in_call(8, 10, 8, 4, (1,)) == 2  # the end comes first
+
+
+def test_a_failed_run_closes_its_metrics_log(tmp_path, monkeypatch):
+    """A NaN loss stops the run with an error; metrics.jsonl is still closed and whole."""
+    from byol_tf.callbacks import MetricsLogger
+
+    loggers = []
+
+    class Kept(MetricsLogger):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loggers.append(self)
+
+    monkeypatch.setattr(train, "MetricsLogger", Kept)
+    c = tiny_config(**{"schedule.total_steps": 20, "train.log_every_steps": 1})
+    trainer = train.Trainer(c, str(tmp_path))
+    trainer.fit(stop_at_step=2)
+    w = trainer.online.predictor.trainable_variables[0]
+    w.assign(tf.fill(w.shape, float("nan")))
+    with pytest.raises(train.NonFiniteLossError):
+        trainer.fit()
+    assert len(loggers) == 2 and all(logger.closed for logger in loggers)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]

@@ -2,6 +2,7 @@
 
 from byol_tf.data.pipeline import (
     batch_augment_seed,
+    bn_free_init_batch,
     center_crop_resize,
     crop_seed,
     eval_dataset,
@@ -14,6 +15,7 @@ from byol_tf.data.synthetic import make_synthetic
 __all__ = [
     "Source",
     "batch_augment_seed",
+    "bn_free_init_batch",
     "center_crop_resize",
     "check_same_classes",
     "crop_seed",

@@ -197,6 +197,19 @@ def pretrain_dataset(
     return ds.with_options(options).prefetch(autotune(config.data.prefetch))
 
 
+def bn_free_init_batch(source: Source, config: ml_collections.ConfigDict) -> tf.Tensor:
+    """view1 of step 0's global batch: the batch `model.norm="bn_free_init"` starts from.
+
+    The same on every worker, so all of them start from the same weights: it is built locally
+    from one pipeline reading the whole global batch, in deterministic order, never from a
+    tf.data service (which hands each worker its own steps, in the order they finish).
+    """
+    local = config.copy_and_resolve_references()
+    local.data.service_address = ""
+    local.data.deterministic = True
+    return next(iter(pretrain_dataset(source, local)))["view1"]
+
+
 def center_crop_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) -> tf.Tensor:
     """[H, W, 3] uint8 or float -> [size, size, 3] float32 in [0, 1]: the evaluation view.
 
