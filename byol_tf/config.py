@@ -138,6 +138,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.tpu_address = ""
     c.train.steps_per_call = 1
     c.train.precision = "float32"
+    # float16 only: the dynamic loss scale's start (Keras's default). Steps whose scaled
+    # gradients overflow are skipped and halve it, so the first few steps may not update.
+    c.train.fp16_initial_loss_scale = 2.0**15
     c.train.jit_compile = False
     c.train.log_every_steps = 10
     c.train.deterministic_ops = False
@@ -235,6 +238,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.global_batch_size < 1:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
+    if config.train.fp16_initial_loss_scale <= 0:
+        raise ValueError(
+            f"train.fp16_initial_loss_scale={config.train.fp16_initial_loss_scale} must be > 0."
+        )
     if config.eval.random_bn_batches < 1:
         raise ValueError(f"eval.random_bn_batches={config.eval.random_bn_batches} must be >= 1.")
     if config.train.steps_per_call < 1:

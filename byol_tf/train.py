@@ -119,7 +119,9 @@ class Trainer:
             self.lr_schedule = build_lr_schedule(config, self.steps)
             optimizer = build_optimizer(config, AtLoopStep(self.lr_schedule, self.position.step))
             if config.train.precision == "float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                optimizer = keras.optimizers.LossScaleOptimizer(
+                    optimizer, initial_scale=config.train.fp16_initial_loss_scale
+                )
             self.optimizer = optimizer
             # Built before the first step so its slots exist inside the strategy's scope.
             self.optimizer.build(self.online.trainable_variables)

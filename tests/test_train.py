@@ -328,7 +328,12 @@ def test_mirrored_with_sync_bn_matches_single_device(tmp_path, mirrored_strategy
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"train.precision": "bfloat16"}, {"train.precision": "float16"}, {"train.jit_compile": True}],
+    [
+        {"train.precision": "bfloat16"},
+        # A small start, so the two steps are not both skipped as overflows.
+        {"train.precision": "float16", "train.fp16_initial_loss_scale": 256.0},
+        {"train.jit_compile": True},
+    ],
 )
 def test_mixed_precision_and_xla_steps_train(tmp_path, overrides):
     c = tiny_config(**overrides)
@@ -356,7 +361,13 @@ def test_fp16_skipped_step_keeps_the_loop_step_for_data_schedule_and_resume(tmp_
     """A loss-scaling optimizer skips a step with non-finite gradients without counting it;
     the loop's own step still counts it, and it alone sets the data position, the learning
     rate, the checkpoint's step and the resume point."""
-    c = tiny_config(**{"train.precision": "float16", "schedule.total_steps": 6})
+    c = tiny_config(
+        **{
+            "train.precision": "float16",
+            "train.fp16_initial_loss_scale": 256.0,  # only the forced overflow skips a step
+            "schedule.total_steps": 6,
+        }
+    )
 
     class OverflowOnce(keras.callbacks.Callback):
         """Step 2's gradients overflow (an infinite loss scale); step 3 is back to normal."""
