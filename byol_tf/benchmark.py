@@ -40,7 +40,7 @@ from byol_tf import data as data_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.step import make_train_function
 
-PARTS = ("matmul", "train_step", "augment", "augmented_step", "end_to_end")
+PARTS = ("matmul", "train_step", "augment", "augment_ops", "augmented_step", "end_to_end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +302,48 @@ def bench_augment(config, source, timing: Timing) -> dict:
     }
 
 
+def bench_augment_ops(config, timing: Timing) -> dict:
+    """Where the augmentation's time goes: each op of view 1 alone on one batch.
+
+    The crop and then flip, colour jitter, grayscale, blur and solarize, each compiled on its
+    own and timed on a [global batch, S, S, 3] float batch, with view 1's probabilities and
+    strengths (so blur runs on every image, as in T). Returns seconds per batch per op and
+    each op's share of their sum.
+    """
+    v, size = config.augment.view1, config.data.image_size
+    batch = config.data.global_batch_size
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (batch, size, size, 3)) / 255.0, tf.float32)
+    ops = {
+        "crop": lambda x, s: augment.random_resized_crop(
+            x, size, s, tuple(v.crop_area), tuple(v.crop_aspect_ratio), p=v.crop_p
+        ),
+        "flip": lambda x, s: augment.random_flip(x, s, v.flip_p),
+        "color_jitter": lambda x, s: augment.color_jitter(
+            x, s, v.brightness, v.contrast, v.saturation, v.hue, v.jitter_p
+        ),
+        "grayscale": lambda x, s: augment.to_grayscale(x, s, v.grayscale_p),
+        "blur": lambda x, s: augment.gaussian_blur(
+            x, s, v.blur_p, tuple(v.blur_sigma), v.blur_kernel_fraction
+        ),
+        "solarize": lambda x, s: augment.solarize(x, s, 1.0, v.solarize_threshold),
+    }
+    seed = tf.constant([0, 1], tf.int64)
+    seconds = {}
+    for name, op in ops.items():
+        compiled = tf.function(op)
+        t = time_windows(lambda fn=compiled: fn(images, seed).numpy(), timing)
+        seconds[name] = t["median_seconds_per_call"]
+    total = sum(seconds.values())
+    return {
+        "batch": batch,
+        "seconds_per_batch": seconds,
+        "share": {name: value / total for name, value in seconds.items()},
+        "note": "solarize timed at p=1 (view 1 has p=0); the crop here is batched, not per "
+        "image as in tf.data",
+    }
+
+
 def bench_pipeline_step(config, source, workdir: str, timing: Timing) -> dict:
     """`source` through the configured input pipeline and augmentation into the step."""
     trainer = _trainer(config, source, workdir)
@@ -395,6 +437,8 @@ def run_benchmark(
                 result = bench_train_step(config, memory, sub, timing)
             elif part == "augment":
                 result = bench_augment(config, memory, timing)
+            elif part == "augment_ops":
+                result = bench_augment_ops(config, timing)
             elif part == "augmented_step":
                 result = bench_pipeline_step(config, memory, sub, timing)
             else:

@@ -100,3 +100,13 @@ def test_tool_writes_json_for_a_tiny_config(tmp_path):
     # The EMA update is part of the step, so alone it takes less than a whole step.
     assert 0 < report["train_step"]["ema_share_of_step"] < 1
     assert "matmul" not in report
+
+
+def test_augment_ops_breakdown_times_every_op_and_shares_sum_to_one():
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    result = benchmark.bench_augment_ops(c, benchmark.Timing(warmup=1, windows=1, calls=1))
+    ops = ("crop", "flip", "color_jitter", "grayscale", "blur", "solarize")
+    assert tuple(result["seconds_per_batch"]) == ops
+    assert all(result["seconds_per_batch"][op] > 0 for op in ops)
+    assert sum(result["share"].values()) == pytest.approx(1.0)
+    assert result["batch"] == c.data.global_batch_size
