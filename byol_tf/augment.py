@@ -306,6 +306,40 @@ def _apply_jitter(images: tf.Tensor, params: dict[str, tf.Tensor], enabled: set[
     return x
 
 
+def _apply_jitter_partitioned(
+    images: tf.Tensor, params: dict[str, tf.Tensor], enabled: set[str]
+) -> tf.Tensor:
+    """`_apply_jitter`'s result, with each op run only on the images that take it.
+
+    At each position the batch is split by op (brightness, contrast, or the HSV pair), each
+    part gets its op and the parts are stitched back: four op evaluations per image instead of
+    twelve. The parts have data-dependent sizes, so this is for tf.data and eager code, not for
+    XLA or TPUs; `static_shapes=True` keeps `_apply_jitter` there.
+    """
+    x = images
+    clip = lambda t: tf.clip_by_value(t, 0.0, 1.0)
+    index = tf.range(tf.shape(images)[0])
+    for position in range(len(_JITTER_OPS)):
+        op = params["order"][:, position]
+        group = tf.minimum(op, 2)  # 0 brightness, 1 contrast, 2 saturation or hue (one HSV trip)
+        xs = tf.dynamic_partition(x, group, 3)
+        ids = tf.dynamic_partition(index, group, 3)
+        part = {k: tf.dynamic_partition(params[k], group, 3) for k in _JITTER_OPS}
+        bright, contrasted, hsv = xs
+        if "brightness" in enabled:
+            bright = clip(bright + _per_image(part["brightness"][0]))
+        if "contrast" in enabled:
+            contrasted = clip(_adjust_contrast(contrasted, part["contrast"][1]))
+        if enabled & {"saturation", "hue"}:
+            hsv_op = tf.dynamic_partition(op, group, 3)[2]
+            sat = tf.where(tf.equal(hsv_op, 2), part["saturation"][2], 1.0)
+            hue = tf.where(tf.equal(hsv_op, 3), part["hue"][2], 0.0)
+            hsv = clip(_adjust_hsv(hsv, sat, hue))
+        x = tf.dynamic_stitch(ids, [bright, contrasted, hsv])
+        x.set_shape(images.shape)
+    return x
+
+
 def color_jitter(
     images: tf.Tensor,
     seed: Seed,
@@ -314,8 +348,13 @@ def color_jitter(
     saturation: float,
     hue: float,
     p: float,
+    static_shapes: bool = True,
 ) -> tf.Tensor:
     """With probability p per image, the four colour ops in a random per-image order.
+
+    static_shapes: True computes every op for every image and selects (static shapes, for
+    XLA and TPUs); False runs each op only on its images (about 3x less work, for tf.data).
+    Both give the same images.
 
     brightness: additive delta ~ U[-b, b] (DeepMind; torchvision multiplies).
     contrast, saturation: factor ~ U[max(0, 1-s), 1+s]; saturation scales HSV saturation.
@@ -334,7 +373,8 @@ def color_jitter(
         return images
     coin_seed, param_seed = tf.unstack(_split(seed, 2))
     params = _jitter_params(param_seed, tf.shape(images)[0], **strengths)
-    jitter = lambda x: _apply_jitter(x, params, enabled)
+    apply = _apply_jitter if static_shapes else _apply_jitter_partitioned
+    jitter = lambda x: apply(x, params, enabled)
     return _maybe_apply(images, p, coin_seed, jitter, "jitter p")
 
 
@@ -409,15 +449,27 @@ def solarize(images: tf.Tensor, seed: Seed, p: float, threshold: float = 0.5) ->
     )
 
 
-def augment_batch(images: tf.Tensor, view: Any, seed: Seed) -> tf.Tensor:
+def augment_batch(
+    images: tf.Tensor, view: Any, seed: Seed, static_shapes: bool = True
+) -> tf.Tensor:
     """Everything after the crop for one view on [B, S, S, 3] in [0, 1], in DeepMind's order:
     flip, colour jitter, grayscale, blur, solarize. Returns float32 in [0, 1], not normalised.
+
+    static_shapes=False lets the colour jitter use data-dependent shapes (faster; tf.data only,
+    not inside an XLA-compiled or TPU step); the images are the same either way.
     """
     x = _to_float01(tf.convert_to_tensor(images))
     seeds = tf.unstack(_split(seed, 5))
     x = random_flip(x, seeds[0], view.flip_p)
     x = color_jitter(
-        x, seeds[1], view.brightness, view.contrast, view.saturation, view.hue, view.jitter_p
+        x,
+        seeds[1],
+        view.brightness,
+        view.contrast,
+        view.saturation,
+        view.hue,
+        view.jitter_p,
+        static_shapes,
     )
     x = to_grayscale(x, seeds[2], view.grayscale_p)
     x = gaussian_blur(x, seeds[3], view.blur_p, tuple(view.blur_sigma), view.blur_kernel_fraction)

@@ -236,11 +236,13 @@ def test_contrast_scales_around_per_channel_mean():
     assert 0.6 <= factor.min() < 0.65 and 1.35 < factor.max() <= 1.4
 
 
-def test_jitter_applies_all_four_ops_in_each_images_order():
-    """Reference: tf.image's scalar ops, image by image, in the drawn order, clipping each."""
+@pytest.mark.parametrize("static_shapes", [True, False])
+def test_jitter_applies_all_four_ops_in_each_images_order(static_shapes):
+    """Reference: tf.image's scalar ops, image by image, in the drawn order, clipping each.
+    Both paths: select among all ops (static shapes) and each op on its own images."""
     strengths = (0.4, 0.4, 0.2, 0.1)
     x = _images((24, 6, 6, 3))
-    out = augment.color_jitter(x, SEED, *strengths, p=1.0).numpy()
+    out = augment.color_jitter(x, SEED, *strengths, p=1.0, static_shapes=static_shapes).numpy()
     draws = {k: v.numpy() for k, v in _jitter_draws(SEED, 24, *strengths).items()}
     for b in range(24):
         y = tf.constant(x[b])
@@ -256,6 +258,20 @@ def test_jitter_applies_all_four_ops_in_each_images_order():
             y = tf.clip_by_value(y, 0.0, 1.0)
         np.testing.assert_allclose(out[b], y.numpy(), atol=2e-5, err_msg=f"image {b}")
     assert np.abs(draws["hue"]).max() <= 0.1 and np.abs(draws["hue"]).max() > 0.08
+
+
+def test_both_jitter_paths_give_the_same_images_in_tf_data_and_with_ops_off():
+    x = _images((32, 8, 8, 3))
+    view = view_config(blur_p=0.5, solarize_p=0.2)
+    for strengths in [(0.4, 0.4, 0.2, 0.1), (0.0, 0.4, 0.0, 0.1), (0.4, 0.0, 0.2, 0.0)]:
+        view.update(dict(zip(("brightness", "contrast", "saturation", "hue"), strengths)))
+        want = augment.augment_batch(x, view, SEED).numpy()
+        ds = tf.data.Dataset.from_tensors(x).map(
+            lambda b, v=view: augment.augment_batch(b, v, SEED, static_shapes=False)
+        )
+        got = next(iter(ds)).numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_jitter_order_is_a_uniform_permutation():

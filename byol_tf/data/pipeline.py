@@ -186,7 +186,10 @@ def pretrain_dataset(
             replica = layout.pipeline_id * k + count % k
             for v, name in enumerate(VIEWS):
                 seed = batch_augment_seed(config.seed, step, replica, v)
-                batch[name] = augment.augment_batch(batch[name], config.augment[name], seed)
+                # tf.data is never XLA-compiled: the jitter may use data-dependent shapes.
+                batch[name] = augment.augment_batch(
+                    batch[name], config.augment[name], seed, static_shapes=False
+                )
             return batch
 
         ds = ds.enumerate().map(

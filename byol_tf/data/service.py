@@ -179,6 +179,7 @@ def steps_dataset(
                     batches[name][r],
                     config.augment[name],
                     augment_seed(step, layout.pipeline_id * k + r, v),
+                    static_shapes=False,  # tf.data service workers run tf.data, never XLA
                 )
                 for r in range(k)
             ]
