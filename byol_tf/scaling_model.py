@@ -45,12 +45,12 @@ class Assumptions:
 
 def architecture_counts(config: ml_collections.ConfigDict) -> Counts:
     """Counts parameters, BatchNorm layers/channels and forward FLOPs of the configured towers."""
-    import keras
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     from byol_tf.models import build_towers
+    from byol_tf.models.bn_stats import batchnorm_layers
 
     online, target = build_towers(config)
 
@@ -58,11 +58,7 @@ def architecture_counts(config: ml_collections.ConfigDict) -> Counts:
         return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
     def batch_norms(model):
-        layers = [
-            layer
-            for layer in model._flatten_layers()  # noqa: SLF001  (Keras has no public walk)
-            if isinstance(layer, keras.layers.BatchNormalization)
-        ]
+        layers = batchnorm_layers(model)
         return len(layers), int(sum(layer.moving_mean.shape[0] for layer in layers))
 
     def flops(model):
