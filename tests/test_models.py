@@ -29,6 +29,7 @@ from byol_tf.models import (
     copy_online_to_target,
     target_pairs,
 )
+from byol_tf.models.batchnorm import BatchNormalization
 from byol_tf.models.resnet import group_count
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -335,7 +336,7 @@ def test_mlp_head_is_linear_norm_relu_linear(norm):
     x = rng.normal(size=(8, 5)).astype(np.float32)
     head(x)
     norm_types = {
-        "batch": keras.layers.BatchNormalization,
+        "batch": BatchNormalization,  # byol-tf's fused-kernel subclass of Keras's
         "layer": keras.layers.LayerNormalization,
     }
     normalizations = _of_type(

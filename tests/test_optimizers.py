@@ -44,9 +44,10 @@ def _small_model() -> keras.Model:
     return keras.Sequential(
         [
             keras.Input((5,)),
-            keras.layers.Dense(6),
-            keras.layers.BatchNormalization(),
-            keras.layers.Dense(3),
+            # Named, so the paths do not depend on which layers other tests created first.
+            keras.layers.Dense(6, name="dense"),
+            keras.layers.BatchNormalization(name="batch_normalization"),
+            keras.layers.Dense(3, name="dense_1"),
         ],
         name="small",
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from byol_tf.models.batchnorm import BatchNormalization
+
 
 @keras.saving.register_keras_serializable(package="byol_tf")
 class MLPHead(keras.Model):
@@ -35,7 +37,7 @@ class MLPHead(keras.Model):
         )
         self.hidden = keras.layers.Dense(hidden_dim, use_bias=True, name="hidden")
         if norm == "batch":
-            self.norm = keras.layers.BatchNormalization(
+            self.norm = BatchNormalization(
                 momentum=bn_momentum, epsilon=bn_epsilon, synchronized=synchronized, name="bn"
             )
         elif norm == "layer":

@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from byol_tf.models.batchnorm import BatchNormalization
+
 # depth -> (block kind, blocks per stage)
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -204,7 +206,7 @@ class ResNet(keras.Model):
                 gamma_initializer=gamma,
                 name=name,
             )
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             momentum=s["bn_momentum"],
             epsilon=s["bn_epsilon"],
             gamma_initializer=gamma,
