@@ -13,9 +13,10 @@ EPS = 1e-5
 def _pair(shape, **kwargs):
     """A Keras BatchNormalization and ours, built with the same random gamma and beta."""
     rng = np.random.default_rng(1)
-    layers = [keras.layers.BatchNormalization(epsilon=EPS, **kwargs), BatchNormalization(
-        epsilon=EPS, **kwargs
-    )]
+    layers = [
+        keras.layers.BatchNormalization(epsilon=EPS, **kwargs),
+        BatchNormalization(epsilon=EPS, **kwargs),
+    ]
     weights = None
     for layer in layers:
         layer.build(shape)
