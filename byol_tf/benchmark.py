@@ -10,7 +10,9 @@
 - `augmented_step`: in-memory uint8 images through the configured augmentation path and the
   step, the figure to set beside a peer that augments inside its training loop;
 - `end_to_end`: an image folder (or any source) through decode, augmentation and the step;
-- `matmul`: TensorFlow's own float32 matmul rate, the reference for the achieved GFLOP/s.
+- `matmul`: TensorFlow's own float32 matmul rate, the reference for the achieved GFLOP/s;
+- `profile`: the `train_step` step under `tf.profiler`, its op time by op type and by part of
+  the step (`byol_tf/step_profile.py`).
 
 Every rate is the median over several timed windows after warm-up calls (which include
 tracing). FLOPs are counted analytically from the layers the model runs (convolutions and
@@ -35,12 +37,20 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import augment
+from byol_tf import augment, step_profile
 from byol_tf import data as data_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.step import make_train_function
 
-PARTS = ("matmul", "train_step", "augment", "augment_ops", "augmented_step", "end_to_end")
+PARTS = (
+    "matmul",
+    "train_step",
+    "profile",
+    "augment",
+    "augment_ops",
+    "augmented_step",
+    "end_to_end",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,18 +243,23 @@ def _rate(timing: dict, images_per_call: int) -> float:
     return images_per_call / timing["median_seconds_per_call"]
 
 
-def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
-    """The full step on one fixed in-memory batch of views (augmentation excluded)."""
+def _fixed_batch_step(config, source, workdir: str):
+    """A Trainer and its compiled step fed one fixed in-memory batch of views, augmentation off."""
     c = config.copy_and_resolve_references()
     c.augment.on_device = False  # nothing but the model's work is timed
     trainer = _trainer(c, source, workdir)
-    views = _fixed_views(c)
-    dataset = tf.data.Dataset.from_tensors(views).repeat()
+    dataset = tf.data.Dataset.from_tensors(_fixed_views(c)).repeat()
     iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
     runner = StepRunner(trainer, c)
-    t = time_windows(lambda: runner(iterator), timing)
+    return c, trainer, lambda: runner(iterator), runner.steps_per_call
+
+
+def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
+    """The full step on one fixed in-memory batch of views (augmentation excluded)."""
+    c, trainer, call, steps_per_call = _fixed_batch_step(config, source, workdir)
+    t = time_windows(call, timing)
     flops = byol_step_flops(trainer.online, c.data.image_size)
-    images_per_s = _rate(t, c.data.global_batch_size * runner.steps_per_call)
+    images_per_s = _rate(t, c.data.global_batch_size * steps_per_call)
     ema = {}
     if trainer.uses_target:
         # The EMA update alone, compiled as in the step: is it worth fusing further?
@@ -254,17 +269,26 @@ def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
         seconds = t_ema["median_seconds_per_call"]
         ema = {
             "ema_seconds_per_update": seconds,
-            "ema_share_of_step": seconds * runner.steps_per_call / t["median_seconds_per_call"],
+            "ema_share_of_step": seconds * steps_per_call / t["median_seconds_per_call"],
         }
     return {
         **ema,
         "images_per_s": images_per_s,
         "gflops_per_s": images_per_s * flops["step_gflop_per_image"],
         "cpu_cores_busy": t["cpu_cores_busy"],
-        "seconds_per_step": [s / runner.steps_per_call for s in t["seconds_per_call"]],
+        "seconds_per_step": [s / steps_per_call for s in t["seconds_per_call"]],
         "peak_rss_mb": peak_rss_mb(),
         **flops,
     }
+
+
+def bench_profile(config, source, workdir: str, timing: Timing) -> dict:
+    """The `train_step` step under `tf.profiler`: its op time by op type and by step part."""
+    _, _, call, _ = _fixed_batch_step(config, source, workdir)
+    for _ in range(max(timing.warmup, 1)):  # tracing stays out of the trace
+        call()
+    trace = step_profile.profile_calls(call, timing.calls)
+    return step_profile.summarize_trace(trace, timing.calls)
 
 
 def bench_augment(config, source, timing: Timing) -> dict:
@@ -423,6 +447,9 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"Unknown benchmark parts {sorted(unknown)}; choose from {PARTS}.")
     report = {"settings": settings(config), "machine": machine(), "timing": vars(timing)}
+    # TF and Keras are loaded, no model exists yet: the runtime's own share of every peak below
+    # (docs/performance.md compares the memory above it with the peer's above torch's).
+    report["start_rss_mb"] = peak_rss_mb()
     n = num_memory_examples or 4 * config.data.global_batch_size
     memory = in_memory_source(config, n)
     with tempfile.TemporaryDirectory(prefix="byol_bench_") as workdir:
@@ -435,6 +462,8 @@ def run_benchmark(
                 result = matmul_gflops()
             elif part == "train_step":
                 result = bench_train_step(config, memory, sub, timing)
+            elif part == "profile":
+                result = bench_profile(config, memory, sub, timing)
             elif part == "augment":
                 result = bench_augment(config, memory, timing)
             elif part == "augment_ops":
@@ -448,6 +477,9 @@ def run_benchmark(
             result["wall_seconds"] = time.perf_counter() - t0
             report[part] = result
     report["peak_rss_mb"] = peak_rss_mb()
+    if "train_step" in report:
+        step = report["train_step"]
+        step["peak_rss_above_start_mb"] = step["peak_rss_mb"] - report["start_rss_mb"]
     if "train_step" in report and "matmul" in report:
         report["train_step"]["fraction_of_matmul"] = (
             report["train_step"]["gflops_per_s"] / report["matmul"]["median_gflops"]

@@ -51,17 +51,18 @@ class TargetEMA(keras.callbacks.Callback):
 
     def update(self, step: tf.Tensor) -> None:
         """Moves the target one EMA step with tau(step); callable in cross-replica context."""
-        tau = target_tau(step, self.tau_base, self.total_steps)
 
         def ema(target_var, online_value):
             # Each device blends its own copies: no cross-device traffic, and the result is
             # the same on every replica because the online weights are already in sync.
             return target_var.assign(tau * target_var + (1.0 - tau) * online_value)
 
-        for online_var, target_var in self.pairs:
-            self.strategy.extended.update(
-                target_var.value, ema, args=(online_var.value,), group=False
-            )
+        with tf.name_scope("ema"):  # names its ops in profiles (byol_tf/step_profile.py)
+            tau = target_tau(step, self.tau_base, self.total_steps)
+            for online_var, target_var in self.pairs:
+                self.strategy.extended.update(
+                    target_var.value, ema, args=(online_var.value,), group=False
+                )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         # `batch` is the global step after the optimizer update; tau uses the step before it.

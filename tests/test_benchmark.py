@@ -9,7 +9,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from byol_tf import benchmark
+from byol_tf import benchmark, step_profile
 from byol_tf import config as config_lib
 from byol_tf.models import build_towers
 
@@ -96,7 +96,10 @@ def test_tool_writes_json_for_a_tiny_config(tmp_path):
     assert report["train_step"]["gflops_per_s"] == pytest.approx(
         report["train_step"]["images_per_s"] * report["train_step"]["step_gflop_per_image"]
     )
-    assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] > 0
+    assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] > report["start_rss_mb"] > 0
+    assert report["train_step"]["peak_rss_above_start_mb"] == pytest.approx(
+        report["train_step"]["peak_rss_mb"] - report["start_rss_mb"]
+    )
     # The EMA update is part of the step, so alone it takes less than a whole step.
     assert 0 < report["train_step"]["ema_share_of_step"] < 1
     assert "matmul" not in report
@@ -110,3 +113,47 @@ def test_augment_ops_breakdown_times_every_op_and_shares_sum_to_one():
     assert all(result["seconds_per_batch"][op] > 0 for op in ops)
     assert sum(result["share"].values()) == pytest.approx(1.0)
     assert result["batch"] == c.data.global_batch_size
+
+
+def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    memory = benchmark.in_memory_source(c, 2 * c.data.global_batch_size)
+    timing = benchmark.Timing(warmup=1, windows=1, calls=2)
+    result = benchmark.bench_profile(c, memory, str(tmp_path), timing)
+    parts = {row["name"]: row for row in result["by_part"]}
+    # Every part of a BYOL step ran, and the shares are of the op time, so they sum to one.
+    for part in ("online forward", "backward", "target forward", "optimizer", "ema"):
+        assert parts[part]["ms_per_call"] > 0, part
+    assert sum(row["share"] for row in result["by_part"]) == pytest.approx(1.0)
+    assert parts["backward"]["share"] > parts["ema"]["share"]
+    assert result["op_ms_per_call"] == pytest.approx(
+        sum(row["ms_per_call"] for row in result["by_part"])
+    )
+    kernels = [row["name"] for row in result["by_op_type"]]
+    # BatchNorm trains as one fused op each way (byol_tf/models/batchnorm.py).
+    assert any("FusedBatchNormGradV3" in k for k in kernels)
+    assert any("Conv2D" in k for k in kernels)
+
+
+@pytest.mark.parametrize(
+    "name, part",
+    [
+        ("while/body/_1/while/lars/mul_259:Mul", "optimizer"),
+        ("while/body/_1/while/ema/AssignVariableOp_3:AssignVariableOp", "ema"),
+        ("gradient_tape/while/online_3/encoder_1/conv/Conv2DBackpropFilter:_MklConv", "backward"),
+        ("while/target_1/encoder_1/resnet_1/stem_bn_1/FusedBatchNormV3:_MklBN", "target forward"),
+        (
+            "while/online_1/encoder_1/resnet_1/stem_conv_1/convolution:_MklNativeConv2D",
+            "online forward",
+        ),
+        ("while/body/_1/while/l2_normalize_3/Sum:Sum", "other"),
+    ],
+)
+def test_ops_are_assigned_to_step_parts_by_scope(name, part):
+    assert step_profile.part_of(name) == part
+    assert step_profile._OP_EVENT.fullmatch(name)
+
+
+def test_enclosing_spans_are_not_ops():
+    for span in ("ExecutorState::Process", "EagerLocalExecute: __inference_train_1", "train"):
+        assert not step_profile._OP_EVENT.fullmatch(span)
