@@ -96,7 +96,9 @@ def test_tool_writes_json_for_a_tiny_config(tmp_path):
     assert report["train_step"]["gflops_per_s"] == pytest.approx(
         report["train_step"]["images_per_s"] * report["train_step"]["step_gflop_per_image"]
     )
-    assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] > report["start_rss_mb"] > 0
+    # Peaks only grow; a tiny step may stay under the import's transient peak, hence >=.
+    assert report["peak_rss_mb"] >= report["train_step"]["peak_rss_mb"] >= report["start_rss_mb"]
+    assert report["start_rss_mb"] > 100  # TF and Keras alone take hundreds of MB
     assert report["train_step"]["peak_rss_above_start_mb"] == pytest.approx(
         report["train_step"]["peak_rss_mb"] - report["start_rss_mb"]
     )
