@@ -239,6 +239,19 @@ def test_run_suite_writes_the_table_and_resumes(tmp_path):
     assert record["metrics"]["knn"] == {"knn_top1_learned": 0.5, "knn_top1_random": 0.125}
     assert record["wall_s"] >= 0
 
+    # A summary metric the table learns to show later reaches finished runs without training.
+    summary_path = tmp_path / "runs" / "contrastive" / "byol" / "summary.json"
+    with_stats = dict(json.loads(summary_path.read_text()), knn_top1_random_init_stats=0.375)
+    summary_path.write_text(json.dumps(with_stats))
+    later = FakeTrainer()
+    _run(tmp_path, "contrastive", later)
+    assert later.launched == []
+    text = doc.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert "| kNN top-1, random init | random init, placeholder BN stats |" in rows[0]
+    assert "| BYOL | 57.7 | 50.0 | 12.5 | 37.5 | 0.900 |" in rows[1]
+    assert "| NT-Xent (SimCLR loss) | 44.1 | 25.0 | 12.5 | — |" in rows[2]
+
     # Rerun: nothing trains again and the table is the same.
     again = FakeTrainer()
     _run(tmp_path, "contrastive", again)
