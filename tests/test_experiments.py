@@ -134,12 +134,22 @@ def test_docstrings_and_document_hold_the_commands():
         text = open(os.path.join(CONFIGS, f"{suite}.py")).read()
         docstring = text.split('"""')[1]
         assert f"--suite={suite} --output=docs/experiments.md" in docstring
-        assert "Result: see docs/experiments.md" in docstring
         variant = docstring.split(f"configs/experiments/{suite}.py:")[1].split()[0]
         assert variant in experiments.load_suite(CONFIGS, suite), (suite, variant)
         begin, end = runner.markers(suite)
         assert doc.index(begin) < doc.index(end)
         assert f"--suite={suite} --output=docs/experiments.md" in doc
+        # The docstring's result is the table's: every measured kNN top-1 appears in it.
+        result = docstring.split("Result", 1)[1]
+        assert "docs/experiments.md" in result, suite
+        table = doc[doc.index(begin) : doc.index(end)]
+        rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")]
+        if len(rows) > 1:  # the header, then one row per run ("|---|" is not "| ")
+            learned = rows[0].index("kNN top-1")
+            measured = [row[learned] for row in rows[1:] if row[learned] != "—"]
+            assert measured, suite
+            for value in measured:
+                assert f"{value}%" in " ".join(result.split()), (suite, value)
 
 
 def test_variant_argument_and_overrides_errors():

@@ -20,7 +20,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): BYOL 35.5% (random network 25.9%), fixed random target
+36.5% (its frozen target 26.3%); collapse_std at the end 0.790 and 0.808. Against the paper's
+ordering: at this budget the fixed target is level with BYOL. Table and discussion:
+docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, suite_config
