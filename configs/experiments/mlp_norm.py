@@ -17,7 +17,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): BN/BN 35.5%, BN/none 36.3%, none/BN 35.6%, none/none
+37.0%, LN/LN 35.9%; random encoder 25.9% (32.1% with placeholder BatchNorm statistics).
+collapse_std at the end 0.790, 0.733, 0.649, 0.449, 0.376. Against Fetterman & Albrecht in
+accuracy, with them in the collapse indicator. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, head_norms, suite_config
