@@ -134,6 +134,38 @@ def test_random_init_baseline_differs_from_the_pretrained_encoder(tmp_path):
     assert not np.array_equal(rebuilt[0], [v.numpy() for v in other if len(v.shape) == 4][0])
 
 
+def test_random_init_twin_can_have_batchnorm_statistics_estimated_on_the_train_split():
+    from byol_tf.evaluation.setup import open_encoder, open_sources
+    from byol_tf.models.bn_stats import batchnorm_layers
+
+    paths = data()
+    images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2])
+    placeholder = encoders.random_init_encoder(paths["encoder"], 16, seed=0)
+    estimated = encoders.random_init_encoder(paths["encoder"], 16, seed=0, bn_batches=[images])
+    # Same weights; only the moving statistics move, and they are the batch's own.
+    trainable = zip(placeholder.trainable_weights, estimated.trainable_weights)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in trainable)
+    before, after = batchnorm_layers(placeholder), batchnorm_layers(estimated)
+    assert before and all(np.all(layer.moving_mean.numpy() == 0.0) for layer in before)
+    assert all(np.any(layer.moving_mean.numpy() != 0.0) for layer in after)
+    assert not np.allclose(placeholder(images).numpy(), estimated(images).numpy())
+
+    # Through the tools' setup: eval.random_bn_batches > 0 changes the twin's outputs.
+    c = eval_config("knn_eval")
+    train_spec, test_spec = specs()
+    train, _ = open_sources(train_spec, test_spec, c)
+    c.data.image_size = 16
+    outputs = []
+    for n in (0, 1):
+        c.eval.random_bn_batches = n
+        encoder, _ = open_encoder(paths["encoder"], c, random_init=True, bn_source=train)
+        outputs.append(encoder(images).numpy())
+    assert not np.allclose(outputs[0], outputs[1])
+    c.eval.random_bn_batches = -1
+    with pytest.raises(ValueError, match="random_bn_batches"):
+        open_sources(train_spec, test_spec, c)
+
+
 def test_missing_or_invalid_savedmodel(tmp_path):
     c = eval_config("linear_eval")
     train, test = specs()

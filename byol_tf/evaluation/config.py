@@ -28,6 +28,12 @@ def _common() -> ml_collections.ConfigDict:
     c.data.image_size = 32
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256  # batches for representations and test predictions
+    # The --random_init twin's BatchNorm moving statistics. 0 keeps Keras's placeholders (mean 0,
+    # variance 1: every BatchNorm is the identity in inference mode, a function the network
+    # never computes in training). N > 0 estimates them on the first N test-time batches of
+    # the train split, weights untouched (models.bn_stats), the like-for-like control for a
+    # trained encoder. They can disagree by several points; docs/experiments.md shows both.
+    c.eval.random_bn_batches = 0
     return c
 
 
@@ -115,6 +121,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.batch_size={config.train.batch_size} must be >= 1.")
     if config.eval.batch_size < 1:
         raise ValueError(f"eval.batch_size={config.eval.batch_size} must be >= 1.")
+    if config.eval.get("random_bn_batches", 0) < 0:
+        raise ValueError(f"eval.random_bn_batches={config.eval.random_bn_batches} must be >= 0.")
     if not 0.0 < config.augment.test_crop_fraction <= 1.0:
         raise ValueError(
             f"augment.test_crop_fraction={config.augment.test_crop_fraction} must be in (0, 1]."

@@ -16,13 +16,16 @@ to a new SavedModel, so the baseline runs through exactly the same code path.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder
+from byol_tf.models.bn_stats import estimate_batchnorm_statistics
 
 SERVING_ENDPOINT = "serving_default"
 TRAINING_ENDPOINT = "representation_train"
@@ -150,11 +153,15 @@ def keras_file(path: str) -> str:
     return path.rstrip("/") + ".keras"
 
 
-def random_init_encoder(path: str, image_size: int, seed: int) -> keras.Model:
+def random_init_encoder(
+    path: str, image_size: int, seed: int, bn_batches: Iterable[tf.Tensor] = ()
+) -> keras.Model:
     """A randomly initialised Keras encoder of the architecture of the SavedModel at `path`.
 
     The architecture comes from `<path>.keras` (written by `export_encoder`); the weights are
-    drawn afresh from its initialisers, seeded by `seed`.
+    drawn afresh from its initialisers, seeded by `seed`. Its BatchNorm layers keep Keras's
+    placeholder moving statistics (the identity in inference mode) unless `bn_batches` are
+    given: then the statistics are estimated on them, weights untouched (`models.bn_stats`).
     """
     check_saved_model(path)
     model_file = keras_file(path)
@@ -171,9 +178,16 @@ def random_init_encoder(path: str, image_size: int, seed: int) -> keras.Model:
     keras.utils.set_random_seed(seed)
     fresh = keras.models.clone_model(trained)  # new variables from the initialisers
     fresh(tf.zeros([2, image_size, image_size, 3]), training=False)
+    batches = iter(bn_batches)
+    first = next(batches, None)
+    if first is not None:
+        estimate_batchnorm_statistics(fresh, itertools.chain([first], batches))
     return fresh
 
 
-def random_init_export(path: str, output: str, image_size: int, seed: int) -> str:
-    """Exports `random_init_encoder(path, image_size, seed)` to `output` (a SavedModel)."""
-    return export_encoder(random_init_encoder(path, image_size, seed), output, image_size)
+def random_init_export(
+    path: str, output: str, image_size: int, seed: int, bn_batches: Iterable[tf.Tensor] = ()
+) -> str:
+    """Exports `random_init_encoder(path, image_size, seed, bn_batches)` to `output`."""
+    fresh = random_init_encoder(path, image_size, seed, bn_batches)
+    return export_encoder(fresh, output, image_size)

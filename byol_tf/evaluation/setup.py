@@ -14,7 +14,7 @@ import ml_collections
 
 from byol_tf.data import Source, check_same_classes, load_source
 from byol_tf.evaluation import config as eval_config
-from byol_tf.evaluation import subsets
+from byol_tf.evaluation import inputs, subsets
 from byol_tf.evaluation.encoders import SavedModelEncoder, load_encoder_layer, random_init_export
 
 
@@ -58,14 +58,23 @@ def open_encoder(
     config: ml_collections.ConfigDict,
     random_init: bool = False,
     trainable: bool = False,
+    bn_source: Source | None = None,
 ) -> tuple[SavedModelEncoder, int]:
-    """The exported encoder (or its random-initialised twin) and the image size it takes."""
+    """The exported encoder (or its random-initialised twin) and the image size it takes.
+
+    The twin's BatchNorm statistics are estimated on `config.eval.random_bn_batches` test-time
+    batches of `bn_source` when both are given, else left at Keras's placeholders.
+    """
     size = config.data.image_size
     if not random_init:
         return load_encoder_layer(encoder_path, size, trainable=trainable)
+    bn_batches = []
+    if bn_source is not None and config.eval.get("random_bn_batches", 0) > 0:
+        ds = inputs.eval_batches(bn_source, None, config, size, config.eval.batch_size)
+        bn_batches = (batch["image"] for batch in ds.take(config.eval.random_bn_batches))
     # Loaded variables live in memory, so the temporary export can go at once.
     with tempfile.TemporaryDirectory(prefix="byol_random_init_") as tmp:
-        path = random_init_export(encoder_path, f"{tmp}/encoder", size, config.seed)
+        path = random_init_export(encoder_path, f"{tmp}/encoder", size, config.seed, bn_batches)
         return load_encoder_layer(path, size, trainable=trainable)
 
 
@@ -79,6 +88,6 @@ def open_run(
 ) -> Run:
     """Checks and loads everything a tool needs, failing early with errors that say what to do."""
     train, test = open_sources(train_spec, test_spec, config)
-    encoder, size = open_encoder(encoder_path, config, random_init, trainable)
+    encoder, size = open_encoder(encoder_path, config, random_init, trainable, bn_source=train)
     init = "random" if random_init else "pretrained"
     return Run(train, test, encoder, size, max(train.num_classes, test.num_classes), init)
