@@ -17,7 +17,10 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): BYOL 35.5%, NT-Xent 46.4%; random encoder 25.9% (32.1%
+with placeholder BatchNorm statistics); collapse_std at the end 0.790 and 0.974. Against
+Fetterman & Albrecht's ordering at this budget. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, suite_config
