@@ -19,7 +19,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): no-norm heads 27.9%, LN / LN heads 27.0%, against 28.9%
+for a fresh encoder given the same start; collapse_std at the end 0.300 and 0.100, after
+falling to 0.02 and 0.006 in the warm-up. Both collapse, against Richemond et al. at this
+budget. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, head_norms, suite_config
