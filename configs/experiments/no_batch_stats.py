@@ -17,7 +17,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): GN+WS with LN / LN heads 29.8%, with no-norm heads 30.6%,
+against 16.6% for a random GN+WS encoder and 35.5% for BYOL with BatchNorm; collapse_std at the
+end 0.381 and 0.525, after a dip to 0.02 and 0.06 in the warm-up. Learns without batch
+statistics, but 5-6 points below BatchNorm. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, head_norms, suite_config
