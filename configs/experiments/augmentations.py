@@ -16,7 +16,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): full 35.5%, crop + flip + blur 32.9%, crop + flip 33.7%,
+crop only 33.9%; random encoder about 26% (32.1% with placeholder BatchNorm statistics);
+collapse_std at the end 0.790, 0.843, 0.834, 0.835. Removing colour costs 2.6 points; the
+rest changes nothing at this budget. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, suite_config
