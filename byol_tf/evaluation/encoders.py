@@ -16,7 +16,6 @@ to a new SavedModel, so the baseline runs through exactly the same code path.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable
 
@@ -154,7 +153,7 @@ def keras_file(path: str) -> str:
 
 
 def random_init_encoder(
-    path: str, image_size: int, seed: int, bn_batches: Iterable[tf.Tensor] = ()
+    path: str, image_size: int, seed: int, bn_batches: Iterable[tf.Tensor] | None = None
 ) -> keras.Model:
     """A randomly initialised Keras encoder of the architecture of the SavedModel at `path`.
 
@@ -178,15 +177,17 @@ def random_init_encoder(
     keras.utils.set_random_seed(seed)
     fresh = keras.models.clone_model(trained)  # new variables from the initialisers
     fresh(tf.zeros([2, image_size, image_size, 3]), training=False)
-    batches = iter(bn_batches)
-    first = next(batches, None)
-    if first is not None:
-        estimate_batchnorm_statistics(fresh, itertools.chain([first], batches))
+    if bn_batches is not None:
+        estimate_batchnorm_statistics(fresh, bn_batches)
     return fresh
 
 
 def random_init_export(
-    path: str, output: str, image_size: int, seed: int, bn_batches: Iterable[tf.Tensor] = ()
+    path: str,
+    output: str,
+    image_size: int,
+    seed: int,
+    bn_batches: Iterable[tf.Tensor] | None = None,
 ) -> str:
     """Exports `random_init_encoder(path, image_size, seed, bn_batches)` to `output`."""
     fresh = random_init_encoder(path, image_size, seed, bn_batches)

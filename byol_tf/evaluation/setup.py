@@ -68,7 +68,7 @@ def open_encoder(
     size = config.data.image_size
     if not random_init:
         return load_encoder_layer(encoder_path, size, trainable=trainable)
-    bn_batches = []
+    bn_batches = None
     if bn_source is not None and config.eval.get("random_bn_batches", 0) > 0:
         ds = inputs.eval_batches(bn_source, None, config, size, config.eval.batch_size)
         bn_batches = (batch["image"] for batch in ds.take(config.eval.random_bn_batches))
