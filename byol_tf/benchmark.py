@@ -67,6 +67,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _tensor_memory_mb() -> dict:
+    """{"current", "peak"}: MiB of tensors TF's CPU allocator holds now and at most so far."""
+    return {k: v / 2**20 for k, v in tf.config.experimental.get_memory_info("CPU:0").items()}
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -257,7 +262,10 @@ def _fixed_batch_step(config, source, workdir: str):
 def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
     """The full step on one fixed in-memory batch of views (augmentation excluded)."""
     c, trainer, call, steps_per_call = _fixed_batch_step(config, source, workdir)
+    held_mb = _tensor_memory_mb()["current"]  # weights, optimizer state, the fixed views
+    tf.config.experimental.reset_memory_stats("CPU:0")
     t = time_windows(call, timing)
+    tensor_peak_mb = _tensor_memory_mb()["peak"]
     flops = byol_step_flops(trainer.online, c.data.image_size)
     images_per_s = _rate(t, c.data.global_batch_size * steps_per_call)
     ema = {}
@@ -278,6 +286,10 @@ def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
         "cpu_cores_busy": t["cpu_cores_busy"],
         "seconds_per_step": [s / steps_per_call for s in t["seconds_per_call"]],
         "peak_rss_mb": peak_rss_mb(),
+        # TF's allocator: the most bytes its tensors held at once during the step, and before
+        # it. The rest of the RSS is the runtime, oneDNN's caches and malloc's free lists.
+        "tensor_peak_mb": tensor_peak_mb,
+        "tensor_held_before_mb": held_mb,
         **flops,
     }
 
@@ -450,6 +462,7 @@ def run_benchmark(
     # TF and Keras are loaded, no model exists yet: the runtime's own share of every peak below
     # (docs/performance.md compares the memory above it with the peer's above torch's).
     report["start_rss_mb"] = peak_rss_mb()
+    _tensor_memory_mb()  # the first query turns on the allocator's accounting: do it early
     n = num_memory_examples or 4 * config.data.global_batch_size
     memory = in_memory_source(config, n)
     with tempfile.TemporaryDirectory(prefix="byol_bench_") as workdir:

@@ -92,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.bn_epsilon = 1e-5
     c.model.gn_groups = 32
     c.model.zero_init_residual = False
+    # True: keep only each residual block's input during the forward pass and recompute the
+    # block in the backward pass. Less activation memory, one more encoder forward per step.
+    c.model.remat = False
     c.model.projector = ml_collections.ConfigDict(
         dict(hidden_dim=4096, output_dim=256, norm="batch")
     )

@@ -84,18 +84,14 @@ def export_from_workdir(
     encoder cannot be rebuilt from the config; export those from Python with
     `export_encoder(trainer.online.encoder, ...)`.
     """
-    import json
-
-    import ml_collections
-
     from byol_tf.checkpointing import variable_lists
     from byol_tf.models import build_towers
+    from byol_tf.workdir import read_config
 
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a byol-tf workdir?")
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = read_config(workdir)
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     if path is None:
         raise FileNotFoundError(f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")

@@ -40,6 +40,7 @@ MAY_DIFFER_ON_RESUME = (
     "train.tpu_address",
     "train.heartbeat_timeout_seconds",
     "train.collective_timeout_seconds",
+    "model.remat",  # the same values and gradients, computed with less memory
 )
 
 _ABSENT = object()  # a field missing from one side of a comparison
@@ -78,6 +79,23 @@ def _added_at_default(diff: dict[str, tuple]) -> set[str]:
     return {
         k for k, (old, new) in diff.items() if old is _ABSENT and new == defaults.get(k, _ABSENT)
     }
+
+
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The run's saved config, with fields added to byol-tf since then at their defaults."""
+    with open(os.path.join(workdir, CONFIG_FILE)) as f:
+        saved = json.load(f)
+    return ml_collections.ConfigDict(_with_defaults(saved, json.loads(base_config().to_json())))
 
 
 def _show(value) -> str:

@@ -17,6 +17,7 @@ The argument picks the width and batch, and optional switches joined by commas:
   concat       both views as one 2B batch (model.concat_views; shares BatchNorm statistics)
   bf16         mixed bfloat16 precision
   xla          XLA-compiled replica step
+  remat        recompute each residual block in the backward pass (model.remat)
   spc<N>       N steps per tf.function call
   local        a tiny variant for tests
 
@@ -60,6 +61,8 @@ def get_config(arg: str = "w64_b256"):
             c.train.precision = "bfloat16"
         elif part == "xla":
             c.train.jit_compile = True
+        elif part == "remat":
+            c.model.remat = True
         elif part == "local":
             c.model.base_width = 4
             c.data.image_size = 16
@@ -71,6 +74,6 @@ def get_config(arg: str = "w64_b256"):
         else:
             raise ValueError(
                 f"Unknown benchmark config part {part!r}: use wW_bB, device_aug, concat, bf16, "
-                "xla, spcN or local (comma-separated)."
+                "xla, remat, spcN or local (comma-separated)."
             )
     return c

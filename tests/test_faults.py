@@ -185,6 +185,19 @@ def test_fields_that_do_not_change_the_training_may_differ(tmp_path):
     }
 
 
+def test_a_saved_config_reads_back_with_fields_added_since_at_their_defaults(tmp_path):
+    c = job_config(**{"model.base_width": 8})
+    saved = json.loads(c.to_json())
+    del saved["model"]["remat"]  # a run recorded before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = workdir.read_config(str(tmp_path))
+    assert config.model.remat is False
+    assert config.model.base_width == 8  # what the run recorded still wins
+    # A memory setting: switching it on for a resumed run is accepted.
+    with_remat = job_config(**{"model.base_width": 8, "model.remat": True})
+    assert set(workdir.check_config(str(tmp_path), with_remat)) == {"model.remat"}
+
+
 def test_trainer_refuses_a_differing_config_and_overwrite_keeps_the_old_one(tmp_path):
     c = job_config(**{"schedule.total_steps": 1})
     train.Trainer(c, str(tmp_path)).fit()

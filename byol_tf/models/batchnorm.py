@@ -14,12 +14,17 @@ using the biased variance (the fused kernel reports the unbiased one; it is resc
 the fused kernel does not apply, Keras's own path runs: inference, a frozen layer,
 cross-replica (`synchronized`) statistics, a mask, a normalised axis other than the last, or
 a rank other than 2 and 4.
+
+While `byol_tf.models.remat` re-runs a segment for its gradient, the moving statistics are
+left alone: the forward pass already updated them once for this batch.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from byol_tf.models.remat import recomputing
 
 
 @keras.saving.register_keras_serializable(package="byol_tf")
@@ -40,7 +45,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused_applies(inputs, training, mask):
-            return super().call(inputs, training=training, mask=mask)
+            if not (training and recomputing()):
+                return super().call(inputs, training=training, mask=mask)
+            # Keras's path assigns the moving statistics itself; momentum 1 keeps them exactly.
+            momentum, self.momentum = self.momentum, 1.0
+            try:
+                return super().call(inputs, training=training, mask=mask)
+            finally:
+                self.momentum = momentum
         x = tf.cast(inputs, tf.float32)  # statistics in float32 under mixed precision, as Keras
         channels = x.shape[-1]
         images = x if x.shape.rank == 4 else tf.reshape(x, [-1, 1, 1, channels])
@@ -59,6 +71,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
         count = tf.cast(tf.size(images) // channels, tf.float32)
         # The kernel's variance output carries Bessel's correction; Keras tracks the biased one.
         variance = unbiased_variance * tf.math.divide_no_nan(count - 1.0, count)
+        if not recomputing():
+            self._update_moving_statistics(mean, variance)
+        if x.shape.rank == 2:
+            y = tf.reshape(y, tf.shape(x))
+        return tf.cast(y, self.compute_dtype)
+
+    def _update_moving_statistics(self, mean: tf.Tensor, variance: tf.Tensor) -> None:
         momentum = self.momentum
         self.moving_mean.assign(
             tf.cast(self.moving_mean, tf.float32) * momentum + mean * (1.0 - momentum)
@@ -66,6 +85,3 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance.assign(
             tf.cast(self.moving_variance, tf.float32) * momentum + variance * (1.0 - momentum)
         )
-        if x.shape.rank == 2:
-            y = tf.reshape(y, tf.shape(x))
-        return tf.cast(y, self.compute_dtype)

@@ -6,15 +6,19 @@ replicas), or GroupNorm with Weight Standardisation, the variant that trains wit
 statistics (Richemond et al. 2020). A fourth option, "affine", has no normalisation at all:
 each norm is a learned per-channel scale and offset (`ChannelAffine`), which
 `byol_tf.models.bn_free` initialises from BatchNorm statistics. The output is the
-global-average-pooled feature map.
+global-average-pooled feature map. With `remat`, training keeps only each residual block's
+input and recomputes the block in the backward pass (`byol_tf.models.remat`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import keras
 import tensorflow as tf
 
 from byol_tf.models.batchnorm import BatchNormalization
+from byol_tf.models.remat import recompute
 
 # depth -> (block kind, blocks per stage)
 DEPTHS = {
@@ -126,6 +130,7 @@ class ResNet(keras.Model):
         bn_epsilon: float = 1e-5,
         gn_groups: int = 32,
         zero_init_residual: bool = False,
+        remat: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -145,6 +150,7 @@ class ResNet(keras.Model):
             bn_epsilon=bn_epsilon,
             gn_groups=gn_groups,
             zero_init_residual=zero_init_residual,
+            remat=remat,
         )
         kind, blocks = DEPTHS[depth]
         self.kind = kind
@@ -219,7 +225,12 @@ class ResNet(keras.Model):
         if self.stem_pool is not None:
             x = self.stem_pool(x)
         for block in self.blocks:
-            x = block(x, training=training)
+            # An unbuilt block must create its variables in a plain call, not inside the
+            # custom gradient; the first call is a build call anyway.
+            if training and self.settings["remat"] and block.built:
+                x = recompute(functools.partial(block, training=True))(x)
+            else:
+                x = block(x, training=training)
         return self.pool(x)
 
     def get_config(self):

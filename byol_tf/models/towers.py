@@ -73,6 +73,7 @@ def build_backbone(config: ml_collections.ConfigDict) -> ResNet:
         bn_epsilon=m.bn_epsilon,
         gn_groups=m.gn_groups,
         zero_init_residual=m.zero_init_residual,
+        remat=m.remat,
         name="resnet",
     )
 
