@@ -619,6 +619,14 @@ def test_bad_hidden_layer_raises(mobilenet):
         build_towers(config, encoder=mobilenet, hidden_layer="no_such_layer")
 
 
+def test_remat_with_a_user_encoder_is_refused(mobilenet):
+    config = _config()
+    config.data.image_size = 32
+    config.model.remat = True
+    with pytest.raises(ValueError, match="model.remat recomputes the residual blocks"):
+        build_towers(config, encoder=mobilenet)
+
+
 def test_hidden_layer_errors_are_explicit():
     config = _config()
     unbuilt = keras.Sequential([keras.layers.Conv2D(4, 3, name="a"), keras.layers.Conv2D(5, 3)])

@@ -133,6 +133,11 @@ def build_towers(
     if encoder is None:
         online_encoder, target_encoder = build_encoder(config), build_encoder(config)
     else:
+        if config.model.get("remat", False):
+            raise ValueError(
+                "model.remat recomputes the residual blocks of byol-tf's own ResNets; it does "
+                "not apply to an encoder you pass in. Leave model.remat=False with your own model."
+            )
         online_encoder = _user_encoder(config, encoder, hidden_layer)
         target_encoder = Encoder(
             keras.models.clone_model(online_encoder.backbone),
