@@ -28,6 +28,7 @@ import ml_collections
 from byol_tf.config import load_config
 from byol_tf.experiments import LOCAL, SUITES, Variant, apply_overrides, load_suite
 from byol_tf.io import atomic_write_json, read_json
+from byol_tf.workdir import with_defaults
 
 # --- runs --------------------------------------------------------------------------------------
 
@@ -134,9 +135,17 @@ def _resolved(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json())
 
 
+def _same_config(written: dict | None, resolved: dict) -> bool:
+    if written is None:
+        return False
+    # A field added to byol-tf after the run was recorded is absent from its config.json; the
+    # run behaved as that field's default does, so it still counts as the same config.
+    return with_defaults(written) == resolved
+
+
 def _check_same_config(run: Run, resolved: dict) -> None:
     written = read_json(os.path.join(run.workdir, "config.json"))
-    if written is not None and written != resolved:
+    if written is not None and not _same_config(written, resolved):
         raise RuntimeError(
             f"{run.workdir} holds a run of a different config than {run.key} resolves to now "
             "(the config file or the data flags changed). Move that workdir away, or pass "
@@ -150,7 +159,7 @@ def _find_twin(workdir_root: str, resolved: dict, own: str) -> str | None:
         workdir = os.path.dirname(path)
         if os.path.abspath(workdir) == os.path.abspath(own):
             continue
-        if read_json(path) == resolved and finished_summary(workdir) is not None:
+        if _same_config(read_json(path), resolved) and finished_summary(workdir) is not None:
             return workdir
     return None
 

@@ -81,21 +81,29 @@ def _added_at_default(diff: dict[str, tuple]) -> set[str]:
     }
 
 
-def _with_defaults(saved: dict, defaults: dict) -> dict:
+def _fill(saved: dict, defaults: dict) -> dict:
     out = dict(saved)
     for key, value in defaults.items():
         if key not in out:
             out[key] = value
         elif isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _with_defaults(out[key], value)
+            out[key] = _fill(out[key], value)
     return out
+
+
+def with_defaults(saved: dict) -> dict:
+    """A saved config (JSON dict) with the fields added to byol-tf since, at their defaults.
+
+    A run recorded before a field existed ran with that field's default behaviour, so this is
+    the config it would resolve to today.
+    """
+    return _fill(saved, json.loads(base_config().to_json()))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's saved config, with fields added to byol-tf since then at their defaults."""
     with open(os.path.join(workdir, CONFIG_FILE)) as f:
-        saved = json.load(f)
-    return ml_collections.ConfigDict(_with_defaults(saved, json.loads(base_config().to_json())))
+        return ml_collections.ConfigDict(with_defaults(json.load(f)))
 
 
 def _show(value) -> str:

@@ -303,6 +303,26 @@ def test_identical_configs_train_once_and_stale_workdirs_stop_the_suite(tmp_path
         )
 
 
+def test_runs_recorded_before_a_field_existed_are_still_finished_and_reused(tmp_path):
+    fake = FakeTrainer()
+    _run(tmp_path, "contrastive", fake)
+    # As if byol-tf gained model.remat after these runs: their config.json lacks it.
+    for path in (tmp_path / "runs" / "contrastive").glob("*/config.json"):
+        written = json.loads(path.read_text())
+        del written["model"]["remat"]
+        path.write_text(json.dumps(written))
+    _run(tmp_path, "contrastive", fake)
+    _run(tmp_path, "fixed_target", fake)
+    assert fake.launched == ["contrastive/byol", "contrastive/nt_xent", "fixed_target/fixed_target"]
+    # A field recorded at a value other than today's default is a different config.
+    path = tmp_path / "runs" / "contrastive" / "byol" / "config.json"
+    written = json.loads(path.read_text())
+    written["model"]["remat"] = True
+    path.write_text(json.dumps(written))
+    with pytest.raises(RuntimeError, match="different config"):
+        _run(tmp_path, "contrastive", fake)
+
+
 def test_failed_run_is_reported_and_the_suite_goes_on(tmp_path):
     fake = FakeTrainer(fail={"contrastive/byol"})
     outcomes = _run(tmp_path, "contrastive", fake)
