@@ -28,7 +28,13 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): LARS everywhere 35.5%, stages 1-2 only 36.8%, MLP heads
+only 34.1%, nowhere (momentum SGD) 35.3%; random encoder 25.9% (32.1% with placeholder
+BatchNorm statistics); GN+WS with no BatchNorm anywhere 30.4% at base lr 0.5 and 27.9% at base
+lr 0.1 (random GN+WS encoder 16.6%). With BatchNorm no row comes near collapse, whatever the
+scope; without it the lower learning rate collapses deeper and does not recover. Table and
+discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, head_norms, suite_config
