@@ -17,7 +17,11 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result: see docs/experiments.md
+Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+val folder after 5 epochs, one seed): batch 64 35.6%, batch 128 37.3%, batch 256 35.5%, batch
+512 34.6%; random encoder about 26% (32.1% with placeholder BatchNorm statistics); collapse_std
+at the end 0.788, 0.774, 0.790, 0.808. Small batches are not worse here, against the paper;
+at a fixed 5 epochs they also take more steps. Table and discussion: docs/experiments.md.
 """
 
 from byol_tf.experiments import Variant, suite_config
