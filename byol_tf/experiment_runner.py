@@ -140,7 +140,7 @@ def _same_config(written: dict | None, resolved: dict) -> bool:
         return False
     # A field added to byol-tf after the run was recorded is absent from its config.json; the
     # run behaved as that field's default does, so it still counts as the same config.
-    return with_defaults(written) == resolved
+    return written == resolved or with_defaults(written) == resolved
 
 
 def _check_same_config(run: Run, resolved: dict) -> None:
