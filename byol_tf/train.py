@@ -16,6 +16,7 @@ import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from byol_tf import config as config_lib
 from byol_tf import data as data_lib
@@ -88,6 +89,11 @@ class Trainer:
         overwrite: bool = False,
     ):
         config_lib.validate(config)
+        if config.model.remat and config.train.jit_compile:
+            logging.warning(
+                "model.remat under train.jit_compile: XLA schedules the step itself, and on CPU "
+                "it compiled the recomputation away (no memory saved; docs/performance.md)."
+            )
         # Every worker checks, so that all of them stop on a mismatch (not only the chief).
         accepted = workdir_lib.check_config(workdir, config, overwrite)
         self.config = config
