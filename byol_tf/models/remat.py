@@ -1,7 +1,8 @@
 """Gradient rematerialisation: keep a segment's input, recompute its activations when needed.
 
-A residual block's backward pass needs every activation its forward pass produced (conv
-inputs, BatchNorm inputs, ReLU outputs), about six feature maps per basic block. With
+A residual block's backward pass reads most of the activations its forward pass produced
+(its convolutions' inputs and outputs, its ReLU outputs: about four feature maps for a basic
+block). With
 `recompute` only the block's input is kept; the backward pass runs the block forward again
 and differentiates that. Peak memory falls to roughly one block's activations plus the block
 inputs, for the price of a second forward pass of the wrapped segments.
