@@ -406,6 +406,8 @@ def settings(config: ml_collections.ConfigDict) -> dict:
         "projector": [m.projector.hidden_dim, m.projector.output_dim],
         "predictor": [m.predictor.hidden_dim, m.predictor.output_dim],
         "concat_views": m.concat_views,
+        "remat": m.remat,
+        "backprop_per_view": config.train.backprop_per_view,
         "global_batch_size": config.data.global_batch_size,
         "image_size": config.data.image_size,
         "precision": config.train.precision,

@@ -21,7 +21,7 @@ import tensorflow as tf
 from byol_tf import augment
 from byol_tf import probe as probe_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
-from byol_tf.losses import byol_loss, nt_xent_loss
+from byol_tf.losses import byol_loss, nt_xent_loss, regression_loss
 
 # probe(representation of view1) -> replica metrics: the online probe's update, bound to the
 # batch's labels (see `replica_function`).
@@ -49,6 +49,23 @@ def _forward(model: keras.Model, view1: tf.Tensor, view2: tf.Tensor, concat_view
     return [model(view1, training=True), model(view2, training=True)]
 
 
+def _after(x: tf.Tensor, tensors: list) -> tf.Tensor:
+    """`x`, readable only once every tensor in `tensors` has been computed (graph mode).
+
+    Without it TF's executor may start the next view's forward while the previous view's
+    backward runs, and then both views' activations are alive together.
+    """
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return x
+    with tf.control_dependencies(tensors):
+        return tf.identity(x)
+
+
+def _sum_gradients(a: list, b: list) -> list:
+    return [x if y is None else y if x is None else x + y for x, y in zip(a, b, strict=True)]
+
+
 def replica_step(
     online: keras.Model,
     target: keras.Model,
@@ -58,33 +75,67 @@ def replica_step(
     global_batch_size: int,
     concat_views: bool = False,
     probe: ProbeUpdate | None = None,
+    backprop_per_view: bool = False,
 ) -> dict[str, tf.Tensor]:
     """Runs one BYOL update on this replica's views; returns replica-local metrics.
 
     The returned `loss` is this replica's share of the global-batch mean, so summing it over
     replicas gives the global loss under every strategy. `probe`, when given, gets the online
     representation of view1 after the update and adds its metrics.
+
+    `backprop_per_view` (with separate views, not `concat_views`): each view's online forward
+    and backward run before the next view's, and the two gradients are summed. The symmetrised
+    loss is a sum of one term per online view, so this is the same gradient, with half the
+    activations held at once and no extra computation.
     """
     # The target runs in training mode (batch statistics), outside the tape: its outputs are
     # constants for the gradient and its BN moving statistics track its own forward passes.
     target_out = _forward(target, view1, view2, concat_views)
-    with tf.GradientTape() as tape:
-        online_out = _forward(online, view1, view2, concat_views)
-        per_example = byol_loss(
-            online_out[0]["prediction"],
-            online_out[1]["prediction"],
-            target_out[0]["projection"],
-            target_out[1]["projection"],
-        )
-        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-        scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
     variables = online.trainable_variables
-    grads = tape.gradient(scaled, variables)
+    if backprop_per_view and not concat_views:
+        online_out, loss, grads = _online_per_view(
+            online, optimizer, (view1, view2), target_out, variables, global_batch_size
+        )
+    else:
+        with tf.GradientTape() as tape:
+            online_out = _forward(online, view1, view2, concat_views)
+            per_example = byol_loss(
+                online_out[0]["prediction"],
+                online_out[1]["prediction"],
+                target_out[0]["projection"],
+                target_out[1]["projection"],
+            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        grads = tape.gradient(scaled, variables)
     optimizer.apply(grads, variables)
     metrics = {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
     if probe is not None:  # outside the tape: nothing of the probe is recorded for BYOL
         metrics.update(probe(online_out[0]["representation"]))
     return metrics
+
+
+def _online_per_view(online, optimizer, views, target_out, variables, global_batch_size):
+    """(online outputs per view, loss, gradients): one forward and backward per view in turn."""
+    # View i's prediction regresses the target projection of the other view.
+    others = [target_out[1]["projection"], target_out[0]["projection"]]
+    # The target's forward passes finish first, so their buffers are freed before the online
+    # activations accumulate.
+    wait_for = list(others)
+    outputs, loss, grads = [], None, None
+    for view, other in zip(views, others, strict=True):
+        with tf.GradientTape() as tape:
+            out = online(_after(view, wait_for), training=True)
+            term = tf.nn.compute_average_loss(
+                regression_loss(out["prediction"], other), global_batch_size=global_batch_size
+            )
+            scaled = optimizer.scale_loss(term) if hasattr(optimizer, "scale_loss") else term
+        view_grads = tape.gradient(scaled, variables)
+        wait_for = list(view_grads)
+        outputs.append(out)
+        loss = term if loss is None else loss + term
+        grads = view_grads if grads is None else _sum_gradients(grads, view_grads)
+    return outputs, loss, grads
 
 
 def gather_replicas(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -180,6 +231,7 @@ def replica_function(
     """
     global_batch = config.data.global_batch_size
     concat_views = config.model.concat_views
+    backprop_per_view = config.train.backprop_per_view
     on_device = config.augment.on_device
     objective = config.objective
 
@@ -212,6 +264,7 @@ def replica_function(
             global_batch,
             concat_views,
             probe_update,
+            backprop_per_view,
         )
 
     return per_replica

@@ -41,6 +41,7 @@ MAY_DIFFER_ON_RESUME = (
     "train.heartbeat_timeout_seconds",
     "train.collective_timeout_seconds",
     "model.remat",  # the same values and gradients, computed with less memory
+    "train.backprop_per_view",  # likewise
 )
 
 _ABSENT = object()  # a field missing from one side of a comparison

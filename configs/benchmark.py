@@ -18,6 +18,7 @@ The argument picks the width and batch, and optional switches joined by commas:
   bf16         mixed bfloat16 precision
   xla          XLA-compiled replica step
   remat        recompute each residual block in the backward pass (model.remat)
+  joint        both views' online backward in one pass, as before train.backprop_per_view
   spc<N>       N steps per tf.function call
   local        a tiny variant for tests
 
@@ -63,6 +64,8 @@ def get_config(arg: str = "w64_b256"):
             c.train.jit_compile = True
         elif part == "remat":
             c.model.remat = True
+        elif part == "joint":
+            c.train.backprop_per_view = False
         elif part == "local":
             c.model.base_width = 4
             c.data.image_size = 16
@@ -74,6 +77,6 @@ def get_config(arg: str = "w64_b256"):
         else:
             raise ValueError(
                 f"Unknown benchmark config part {part!r}: use wW_bB, device_aug, concat, bf16, "
-                "xla, remat, spcN or local (comma-separated)."
+                "xla, remat, joint, spcN or local (comma-separated)."
             )
     return c
