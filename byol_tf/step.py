@@ -2,12 +2,14 @@
 
 `replica_step` is what each replica runs inside `strategy.run`: both views through the online
 and target towers, the symmetrised loss averaged over the global batch, gradients into the
-optimizer. `contrastive_replica_step` is the NT-Xent baseline (`objective.name="nt_xent"`):
-the online encoder and projector only, no predictor, no target. `make_train_function` wraps
-either into one `tf.function` that runs several steps per call (TPUs need this) and, when
-asked, the EMA target update inside the same compiled call. Both steps hand the online
-representation of view1 to the optional online linear probe (`byol_tf.probe`) after their
-own update; the probe detaches it, so it never changes the BYOL gradients.
+optimizer; by default one view's online forward and backward at a time
+(`train.backprop_per_view`). `contrastive_replica_step` is the NT-Xent baseline
+(`objective.name="nt_xent"`): the online encoder and projector only, no predictor, no target.
+`make_train_function` wraps either into one `tf.function` that runs several steps per call
+(TPUs need this) and, when asked, the EMA target update inside the same compiled call. Both
+steps hand the online representation of view1 to the optional online linear probe
+(`byol_tf.probe`) after their own update; the probe detaches it, so it never changes the BYOL
+gradients.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def replica_step(
     global_batch_size: int,
     concat_views: bool = False,
     probe: ProbeUpdate | None = None,
-    backprop_per_view: bool = False,
+    backprop_per_view: bool = True,
 ) -> dict[str, tf.Tensor]:
     """Runs one BYOL update on this replica's views; returns replica-local metrics.
 
