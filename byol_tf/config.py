@@ -146,8 +146,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.fp16_initial_loss_scale = 2.0**15
     c.train.jit_compile = False
     # True: each view's online forward and backward run before the next view's, and the two
-    # gradients are summed: the same gradient with half the activations held at once, at the
-    # same speed (docs/performance.md). No effect with model.concat_views or the nt_xent
+    # gradients are summed: the same gradient with half the activations held at once, at about
+    # the same speed (docs/performance.md). No effect with model.concat_views or the nt_xent
     # objective, whose losses couple the views.
     c.train.backprop_per_view = True
     c.train.log_every_steps = 10

@@ -64,8 +64,18 @@ def _after(x: tf.Tensor, tensors: list) -> tf.Tensor:
         return tf.identity(x)
 
 
-def _sum_gradients(a: list, b: list) -> list:
-    return [x if y is None else y if x is None else x + y for x, y in zip(a, b, strict=True)]
+def _add_gradients(x, y):
+    """x + y for two gradients of one variable, either of which may be None or sparse.
+
+    Sparse gradients (`tf.IndexedSlices`, e.g. of an embedding lookup in a user's encoder) are
+    concatenated, as the tape itself sums the sparse gradients of one variable.
+    """
+    if x is None or y is None:
+        return y if x is None else x
+    if isinstance(x, tf.IndexedSlices) and isinstance(y, tf.IndexedSlices):
+        values = tf.concat([x.values, y.values], axis=0)
+        return tf.IndexedSlices(values, tf.concat([x.indices, y.indices], axis=0), x.dense_shape)
+    return tf.convert_to_tensor(x) + tf.convert_to_tensor(y)
 
 
 def replica_step(
@@ -136,7 +146,7 @@ def _online_per_view(online, optimizer, views, target_out, variables, global_bat
         wait_for = list(view_grads)
         outputs.append(out)
         loss = term if loss is None else loss + term
-        grads = view_grads if grads is None else _sum_gradients(grads, view_grads)
+        grads = view_grads if grads is None else list(map(_add_gradients, grads, view_grads))
     return outputs, loss, grads
 
 

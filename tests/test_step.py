@@ -53,6 +53,44 @@ def test_per_view_backward_gives_the_joint_update(tmp_path, setting, request):
         )
 
 
+class _PositionEmbedding(keras.layers.Layer):
+    """Adds a learned vector per token through a gather: its gradient is sparse."""
+
+    def build(self, shape):
+        self.table = self.add_weight(
+            shape=(shape[1], shape[2]), initializer="random_normal", name="table"
+        )
+
+    def call(self, x):
+        return x + tf.gather(self.table, tf.range(tf.shape(x)[1]))
+
+
+def test_per_view_backward_sums_sparse_gradients_of_a_user_encoder(tmp_path):
+    results = []
+    for per_view in (False, True):
+        keras.utils.set_random_seed(5)
+        encoder = keras.Sequential(
+            [
+                keras.Input((16, 16, 3)),
+                keras.layers.Conv2D(8, 3, strides=4, padding="same"),
+                keras.layers.Reshape((16, 8)),
+                _PositionEmbedding(),
+                keras.layers.Flatten(),
+            ]
+        )
+        c = tiny_config(**{"train.backprop_per_view": per_view, "schedule.total_steps": 2})
+        trainer = train.Trainer(c, str(tmp_path / str(per_view)), encoder=encoder)
+        table = next(v for v in trainer.online.weights if v.path.endswith("table"))
+        initial = table.numpy()
+        summary = trainer.fit(stop_at_step=2)
+        # The sparse gradient reached the table.
+        assert np.abs(table.numpy() - initial).max() > 1e-6
+        results.append((summary["final_loss"], numpy_weights(trainer.online.weights)))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    for joint, per_view in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(per_view, joint, rtol=1e-5, atol=1e-6)
+
+
 def _step_tensor_peak(per_view: bool, workdir: str) -> float:
     c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
     c.model.base_width = 8
