@@ -51,6 +51,12 @@ def _forward(model: keras.Model, view1: tf.Tensor, view2: tf.Tensor, concat_view
     return [model(view1, training=True), model(view2, training=True)]
 
 
+def _scaled(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+    # float16's LossScaleOptimizer scales the loss before the gradient; others have no scale.
+    # Call it inside the tape, so that the scaling is part of what is differentiated.
+    return optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+
+
 def _after(x: tf.Tensor, tensors: list) -> tf.Tensor:
     """`x`, readable only once every tensor in `tensors` has been computed (graph mode).
 
@@ -118,7 +124,7 @@ def replica_step(
                 target_out[1]["projection"],
             )
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+            scaled = _scaled(optimizer, loss)
         grads = tape.gradient(scaled, variables)
     optimizer.apply(grads, variables)
     metrics = {"loss": loss, "collapse_std": collapse_indicator(online_out[0]["projection"])}
@@ -141,7 +147,7 @@ def _online_per_view(online, optimizer, views, target_out, variables, global_bat
             term = tf.nn.compute_average_loss(
                 regression_loss(out["prediction"], other), global_batch_size=global_batch_size
             )
-            scaled = optimizer.scale_loss(term) if hasattr(optimizer, "scale_loss") else term
+            scaled = _scaled(optimizer, term)
         view_grads = tape.gradient(scaled, variables)
         wait_for = list(view_grads)
         outputs.append(out)
@@ -205,7 +211,7 @@ def contrastive_replica_step(
         z2_keys, _ = gather_replicas(z2)
         per_example = nt_xent_loss(z1, z2, temperature, z1_keys, z2_keys, offset)
         loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-        scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        scaled = _scaled(optimizer, loss)
     grads = tape.gradient(scaled, variables)
     optimizer.apply(grads, variables)
     metrics = {"loss": loss, "collapse_std": collapse_indicator(z1)}

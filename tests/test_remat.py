@@ -1,14 +1,12 @@
 """Gradient rematerialisation (`model.remat`): same values, same gradients, one BN update."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import train
 from byol_tf.models.remat import recompute, recomputing
 from byol_tf.models.resnet import ResNet
-from tests.test_train import numpy_weights, tiny_config
+from tests.test_train import assert_same_training, fit_both_ways
 
 
 def _twins(norm: str):
@@ -132,24 +130,11 @@ def test_recompute_gives_the_plain_gradients_and_runs_side_effects_once():
 def test_trainer_with_remat_matches_plain_training(tmp_path, setting, request, caplog):
     overrides = {"bfloat16": {"train.precision": "bfloat16"}, "xla": {"train.jit_compile": True}}
     strategy = request.getfixturevalue("mirrored_strategy") if setting == "mirrored" else None
-    results = []
-    try:
-        for remat in (False, True):
-            c = tiny_config(
-                **{"model.remat": remat, "schedule.total_steps": 2, **overrides.get(setting, {})}
-            )
-            trainer = train.Trainer(c, str(tmp_path / str(remat)), strategy=strategy)
-            summary = trainer.fit(stop_at_step=2)
-            results.append((summary["final_loss"], numpy_weights(trainer.online.weights)))
-    finally:  # the Trainer sets the global policy; never leak bfloat16 into other tests
-        keras.mixed_precision.set_global_policy("float32")
+    results = fit_both_ways(tmp_path, "model.remat", 2, strategy, **overrides.get(setting, {}))
     # Under XLA the recomputation saves nothing on CPU (measured), and the user is told.
     assert ("compiled the recomputation away" in caplog.text) == (setting == "xla")
     # bfloat16 rounds differently when XLA or the recomputation orders the ops differently.
-    rtol = 2e-2 if setting == "bfloat16" else 1e-4
-    assert results[0][0] == pytest.approx(results[1][0], rel=rtol)
-    for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * max(np.abs(a).max(), 1e-3))
+    assert_same_training(results, rtol=2e-2 if setting == "bfloat16" else 1e-4)
 
 
 def test_remat_lowers_the_tensor_memory_peak_of_a_training_pass():

@@ -9,7 +9,13 @@ import tensorflow as tf
 
 from byol_tf import benchmark, train
 from byol_tf import config as config_lib
-from tests.test_train import REPO, numpy_weights, tiny_config
+from tests.test_train import (
+    REPO,
+    assert_same_training,
+    fit_both_ways,
+    numpy_weights,
+    tiny_config,
+)
 
 SETTINGS = {
     "default": {},
@@ -24,34 +30,14 @@ SETTINGS = {
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_per_view_backward_gives_the_joint_update(tmp_path, setting, request):
     strategy = request.getfixturevalue("mirrored_strategy") if setting == "mirrored" else None
-    results = []
-    try:
-        for per_view in (False, True):
-            c = tiny_config(
-                **{"train.backprop_per_view": per_view, "schedule.total_steps": 3},
-                **SETTINGS[setting],
-            )
-            trainer = train.Trainer(c, str(tmp_path / str(per_view)), strategy=strategy)
-            summary = trainer.fit(stop_at_step=3)
-            results.append(
-                (
-                    summary["final_loss"],
-                    # Every weight: the online update, BN moving statistics, the EMA target.
-                    numpy_weights(trainer.online.weights + trainer.target.weights),
-                )
-            )
-    finally:  # the Trainer sets the global policy; never leak float16 into other tests
-        keras.mixed_precision.set_global_policy("float32")
+    # Every weight: the online update, BN moving statistics, the EMA target.
+    results = fit_both_ways(
+        tmp_path, "train.backprop_per_view", 3, strategy, with_target=True, **SETTINGS[setting]
+    )
     # At most the summation order of the two views' gradients may differ (on this machine the
     # default and mirrored results were bitwise equal). That the per-view path really ran: the
     # memory test below.
-    rtol = 1e-2 if setting == "float16" else 1e-4
-    assert results[1][0] == pytest.approx(results[0][0], rel=rtol)
-    assert len(results[0][1]) == len(results[1][1])
-    for joint, per_view in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(
-            per_view, joint, rtol=rtol, atol=rtol * max(np.abs(joint).max(), 1e-3)
-        )
+    assert_same_training(results, rtol=1e-2 if setting == "float16" else 1e-4)
 
 
 class _PositionEmbedding(keras.layers.Layer):

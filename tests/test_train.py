@@ -52,6 +52,33 @@ def numpy_weights(variables):
     return [np.array(v.numpy()) for v in variables]
 
 
+def fit_both_ways(tmp_path, field, steps, strategy=None, with_target=False, **overrides):
+    """[(final loss, weights)] of a tiny run with the bool `field` False, then True.
+
+    The weights are every online weight (BN moving statistics included), and the target's too
+    with `with_target`. `overrides` are dotted config fields, as for `tiny_config`.
+    """
+    results = []
+    try:
+        for value in (False, True):
+            c = tiny_config(**{field: value, "schedule.total_steps": steps, **overrides})
+            trainer = train.Trainer(c, str(tmp_path / str(value)), strategy=strategy)
+            summary = trainer.fit(stop_at_step=steps)
+            variables = trainer.online.weights + (trainer.target.weights if with_target else [])
+            results.append((summary["final_loss"], numpy_weights(variables)))
+    finally:  # the Trainer sets the global policy; never leak mixed precision into other tests
+        keras.mixed_precision.set_global_policy("float32")
+    return results
+
+
+def assert_same_training(results, rtol: float) -> None:
+    """The two runs of `fit_both_ways` end with the same loss and weights, to `rtol`."""
+    (loss_off, weights_off), (loss_on, weights_on) = results
+    assert loss_on == pytest.approx(loss_off, rel=rtol)
+    for off, on in zip(weights_off, weights_on, strict=True):
+        np.testing.assert_allclose(on, off, rtol=rtol, atol=rtol * max(np.abs(off).max(), 1e-3))
+
+
 @pytest.mark.parametrize("steps_per_call", [1, 2])
 def test_target_is_exact_ema_of_online_after_each_step(tmp_path, steps_per_call):
     c = tiny_config(**{"schedule.total_steps": 2, "train.steps_per_call": steps_per_call})
