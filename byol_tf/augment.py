@@ -51,6 +51,11 @@ def _uniform(seed: Seed, shape, minval: float = 0.0, maxval: float = 1.0) -> tf.
         shape, _check_seed(seed), minval=None, maxval=None, dtype=tf.uint32, alg=_RNG_ALG
     )
     unit = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * (1.0 / (1 << 24))
+    return _scale(unit, minval, maxval)
+
+
+def _scale(unit: tf.Tensor, minval: float, maxval: float) -> tf.Tensor:
+    """U[0, 1) draws -> U[minval, maxval)."""
     return minval + (maxval - minval) * unit
 
 
@@ -103,9 +108,38 @@ def _to_float01(images: tf.Tensor) -> tf.Tensor:
 # Random resized crop
 
 
+def crop_draws(seed: Seed, batch=1) -> dict[str, tf.Tensor]:
+    """The random numbers of `random_resized_crop` for `batch` images, all U[0, 1).
+
+    One stateless draw for everything: in tf.data each image draws its own (from its own
+    seed), and a random op call costs far more there than the numbers it makes. Kept apart
+    from the crop so that tf.data can draw per example and crop a whole batch at once:
+    `crop_batch` on the stacked draws gives exactly the images `crop_view` gives one by one.
+    """
+    n = _CROP_ATTEMPTS
+    unit = _uniform(seed, tf.stack([batch, 2 * n + 3]))
+    return dict(
+        area=unit[:, :n],
+        ratio=unit[:, n : 2 * n],
+        offset=unit[:, 2 * n : 2 * n + 2],
+        coin=unit[:, -1],
+    )
+
+
 def _sample_crop_boxes(
     seed: Seed,
     batch,
+    height,
+    width,
+    area_range: tuple[float, float],
+    aspect_ratio_range: tuple[float, float],
+) -> tf.Tensor:
+    """`_crop_boxes` from one seed's draws (as `random_resized_crop` with p=1 draws them)."""
+    return _crop_boxes(crop_draws(seed, batch), height, width, area_range, aspect_ratio_range)
+
+
+def _crop_boxes(
+    draws: dict[str, tf.Tensor],
     height,
     width,
     area_range: tuple[float, float],
@@ -120,10 +154,8 @@ def _sample_crop_boxes(
     area_lo, area_hi = area_range
     ratio_lo, ratio_hi = aspect_ratio_range
     img_h, img_w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    area_seed, ratio_seed, offset_seed = tf.unstack(_split(seed, 3))
-    shape = tf.stack([batch, _CROP_ATTEMPTS])
-    area = _uniform(area_seed, shape, area_lo, area_hi) * img_h * img_w
-    ratio = tf.exp(_uniform(ratio_seed, shape, math.log(ratio_lo), math.log(ratio_hi)))
+    area = _scale(draws["area"], area_lo, area_hi) * img_h * img_w
+    ratio = tf.exp(_scale(draws["ratio"], math.log(ratio_lo), math.log(ratio_hi)))
     box_w = tf.round(tf.sqrt(area * ratio))
     box_h = tf.round(tf.sqrt(area / ratio))
     fits = (box_w >= 1) & (box_w <= img_w) & (box_h >= 1) & (box_h <= img_h)
@@ -142,7 +174,7 @@ def _sample_crop_boxes(
     box_w = tf.where(found, box_w, fallback_w)
 
     # Offsets uniform over the whole-pixel positions where the box fits; centred on fallback.
-    u = _uniform(offset_seed, tf.stack([batch, 2]))
+    u = draws["offset"]
     top = tf.minimum(tf.floor(u[:, 0] * (img_h - box_h + 1)), img_h - box_h)
     left = tf.minimum(tf.floor(u[:, 1] * (img_w - box_w + 1)), img_w - box_w)
     top = tf.where(found, top, tf.floor((img_h - box_h) / 2))
@@ -202,21 +234,32 @@ def random_resized_crop(
     reference resizes bicubically; bilinear is what a gather-based, XLA-friendly crop gives).
     """
     images = tf.convert_to_tensor(images)
+    draws = crop_draws(seed, tf.shape(images)[0])
+    return _resized_crop(images, size, draws, area_range, aspect_ratio_range, p)
+
+
+def _resized_crop(
+    images: tf.Tensor,
+    size: int,
+    draws: dict[str, tf.Tensor],
+    area_range: tuple[float, float],
+    aspect_ratio_range: tuple[float, float],
+    p: float,
+) -> tf.Tensor:
     area_range = _check_range(area_range, "area_range")
     aspect_ratio_range = _check_range(aspect_ratio_range, "aspect_ratio_range")
     static_p = _static_probability(p, "crop p")
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    box_seed, coin_seed = tf.unstack(_split(seed, 2))
     zeros = tf.zeros([batch], tf.float32)
     img_h, img_w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     whole = tf.stack([zeros, zeros, zeros + img_h, zeros + img_w], axis=1)
     if static_p == 0.0:
         boxes = whole
     else:
-        boxes = _sample_crop_boxes(box_seed, batch, height, width, area_range, aspect_ratio_range)
+        boxes = _crop_boxes(draws, height, width, area_range, aspect_ratio_range)
         if static_p != 1.0:
-            crop = _uniform(coin_seed, [batch]) < p
+            crop = draws["coin"] < p
             boxes = tf.where(crop[:, None], boxes, whole)
     return _crop_and_resize(images, boxes, size)
 
@@ -236,6 +279,22 @@ def crop_view(image: tf.Tensor, view: Any, size: int, seed: Seed) -> tf.Tensor:
 def _view_crop(images: tf.Tensor, view: Any, size: int, seed: Seed) -> tf.Tensor:
     area, ratio = tuple(view.crop_area), tuple(view.crop_aspect_ratio)
     return random_resized_crop(images, size, seed, area, ratio, p=view.crop_p)
+
+
+def crop_batch(images: tf.Tensor, view: Any, size: int, draws: dict[str, tf.Tensor]) -> tf.Tensor:
+    """`crop_view` for a batch of same-size images [B, H, W, C], each with its own draws.
+
+    `draws` holds one `crop_draws(seed)` per image, stacked: the same images as calling
+    `crop_view(images[i], view, size, seed_i)` for each i, with a few batched ops instead of
+    dozens of small ops per image.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4:
+        raise ValueError(f"crop_batch takes a batch [B, H, W, C], got shape {images.shape}.")
+    # Per-image draws are stacked as [B, 1, ...]; the crop wants [B, ...].
+    draws = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in draws.items()}
+    area, ratio = tuple(view.crop_area), tuple(view.crop_aspect_ratio)
+    return _resized_crop(images, size, draws, area, ratio, view.crop_p)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def in_memory_source(config: ml_collections.ConfigDict, num_examples: int, seed:
         num_examples,
         None,
         lookup=lambda i: (tf.gather(images, i), tf.gather(labels, i)),
+        image_shape=(size, size, 3),
     )
 
 

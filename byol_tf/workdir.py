@@ -42,6 +42,7 @@ MAY_DIFFER_ON_RESUME = (
     "train.collective_timeout_seconds",
     "model.remat",  # the same values and gradients, computed with less memory
     "train.backprop_per_view",  # likewise
+    "data.batched_crop",  # the same views, cropped a batch at a time
 )
 
 _ABSENT = object()  # a field missing from one side of a comparison

@@ -96,6 +96,25 @@ def test_crop_view_per_example_in_tf_data_matches_eager():
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
 
 
+def test_crop_batch_on_stacked_draws_gives_the_per_image_crops():
+    """tf.data draws each image's crop numbers alone and crops the batch: same as one by one."""
+    view = view_config(1.0, 0.0)
+    view.crop_p = 0.5  # the coin decides per image too
+    images = (_images((12, 20, 16, 3)) * 255).astype(np.uint8)
+    seeds = [tf.constant([4, i], tf.int64) for i in range(12)]
+    draws = [augment.crop_draws(seed) for seed in seeds]
+    stacked = {k: tf.stack([d[k] for d in draws]) for k in draws[0]}
+    got = augment.crop_batch(images, view, 10, stacked).numpy()
+    want = np.stack([augment.crop_view(img, view, 10, s).numpy() for img, s in zip(images, seeds)])
+    np.testing.assert_array_equal(got, want)
+    resized = view.copy_and_resolve_references()
+    resized.crop_p = 0.0
+    whole = [np.allclose(w, augment.crop_view(i, resized, 10, SEED)) for w, i in zip(want, images)]
+    assert 0 < sum(whole) < 12  # some images cropped, some resized whole
+    with pytest.raises(ValueError, match="batch"):
+        augment.crop_batch(images[0], view, 10, stacked)
+
+
 def test_crop_view_scales_uint8_to_unit_range():
     view = view_config(1.0, 0.0)
     view.crop_p = 0.0  # whole image at its own size: an exact copy
@@ -348,10 +367,9 @@ def test_crop_without_a_fitting_box_falls_back_to_a_centred_crop():
 
 
 def _default_crop_boxes(seed, batch, height, width):
-    # random_resized_crop splits its seed into (boxes, coin); p=1 uses only the boxes.
-    box_seed = augment._split(seed, 2)[0]
+    # random_resized_crop's draws with its default ranges; p=1 uses no coin.
     return augment._sample_crop_boxes(
-        box_seed, batch, height, width, (0.08, 1.0), (3 / 4, 4 / 3)
+        seed, batch, height, width, (0.08, 1.0), (3 / 4, 4 / 3)
     ).numpy()
 
 

@@ -386,6 +386,52 @@ def test_device_augmentation_uses_the_same_seeds_and_the_seed_matters(shapes_by_
     assert not np.array_equal(other["view1"], cropped[0]["view1"][np.concatenate(same_examples)])
 
 
+@pytest.mark.parametrize("on_device", [False, True])
+def test_same_size_images_are_cropped_per_batch_with_the_per_example_views(
+    shapes_by_id, uninterrupted, on_device
+):
+    c = tiny_config(**{"augment.on_device": on_device})
+    per_example = take(data.pretrain_dataset(shapes_by_id, c), 4)
+    sized = dataclasses.replace(shapes_by_id, image_shape=(12, 12, 3))
+    per_batch = take(data.pretrain_dataset(sized, c), 4)
+    assert_batches_equal(per_batch, per_example)
+    if not on_device:
+        assert_batches_equal(per_batch, uninterrupted[:4])
+    # The batched path is the one taken: a wrong recorded size fails there.
+    wrong = dataclasses.replace(shapes_by_id, image_shape=(10, 10, 3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="differs from the size"):
+        take(data.pretrain_dataset(wrong, c), 1)
+    # data.batched_crop=False keeps the per-example crop, which never looks at the size.
+    c.data.batched_crop = False
+    assert_batches_equal(take(data.pretrain_dataset(wrong, c), 4), per_example)
+
+
+def test_a_folder_image_that_changed_size_after_the_scan_is_a_clear_error(tmp_path):
+    for i in range(8):
+        _write(tmp_path / f"{i}.png", tf.io.encode_png(_pixels((6, 6, 3), i)).numpy())
+    source = data.load_source(f"folder:{tmp_path}", tiny_config())
+    assert source.image_shape == (6, 6, 3)
+    _write(tmp_path / "3.png", tf.io.encode_png(_pixels((7, 6, 3), 3)).numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\(6, 6, 3\).*batched_crop=false"):
+        take(data.pretrain_dataset(source, tiny_config()), 1)
+
+
+def test_sources_know_when_all_their_images_have_one_size(image_tree, folder_by_id, tfds_dir):
+    root = image_tree[0]
+    assert folder_by_id.image_shape == (6, 6, 3)
+    assert data.load_source(f"folder:{root}", tiny_config()).image_shape is None  # mixed sizes
+    unchecked = tiny_config(**{"data.validate_images": False})
+    assert data.load_source(f"folder:{root}", unchecked).image_shape is None
+    assert data.load_source(folder_by_id.spec, unchecked).image_shape is None  # not scanned
+    cached = tiny_config(**{"data.validate_images": False, "data.cache": True})
+    assert data.load_source(folder_by_id.spec, cached).image_shape == (6, 6, 3)
+    cached.data.validate_images = True  # this folder holds corrupt files
+    assert data.load_source(f"folder:{root}", cached).image_shape is None
+    assert data.load_source("synthetic:train", tiny_config()).image_shape == (12, 12, 3)
+    c = tiny_config(**{"data.data_dir": tfds_dir})
+    assert data.load_source("tfds:byol_test_digits:train", c).image_shape == (6, 6, 3)  # gray
+
+
 def test_two_pipelines_feed_the_replicas_exactly_as_one_pipeline(shapes_by_id, uninterrupted):
     c = tiny_config()
     one = take(data.pretrain_dataset(shapes_by_id, c, tf.distribute.InputContext(1, 0, 2)), 6)

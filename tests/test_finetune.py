@@ -21,10 +21,15 @@ CHANCE = 0.25
 def finetuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("finetune")
     paths = data()
+    c = eval_config("finetune")
+    # At the local config's 8 epochs this 32-image fine-tune ended anywhere between 38% and
+    # 100% over fifteen seeds; at 16 it stayed at 75% or above over ten, so the accuracy check
+    # below tests the fine-tuning, not the draw.
+    c.schedule.epochs = 16
     result = run_finetune(
         paths["encoder"],
         *specs(),
-        eval_config("finetune"),
+        c,
         export_dir=str(out / "classifier"),
         write_subset=str(out / "subset.txt"),
     )

@@ -2,7 +2,8 @@
 
 Every image file under the folder is listed (JPEG, PNG, GIF, BMP) in sorted path order; a
 parallel pre-scan (`data.validate_images`) finds files that do not decode, which are skipped
-with a warning that names them and counted. Grayscale and RGBA images become RGB.
+with a warning that names them and counted, and notes whether all images share one size (then
+the pretraining pipeline crops whole batches). Grayscale and RGBA images become RGB.
 """
 
 from __future__ import annotations
@@ -69,24 +70,26 @@ def _list_folder(path: str) -> tuple[list[tuple[str, int]], list[int], list[str]
     return root_images, [-1] * len(root_images), None
 
 
-def _decodable(files: list[str]) -> np.ndarray:
-    """Boolean mask of the files that read and decode to a non-empty image.
+def _prescan(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which files read and decode to a non-empty image, and the [H, W, 3] of each one that does.
 
     One parallel tf.data pass; a file that fails raises inside the map and `ignore_errors`
-    drops it, so only the indices of good files come out.
+    drops it, so only the indices (and shapes) of good files come out.
     """
 
     def check(i, path):
         image = decode_image(tf.io.read_file(path))
         with tf.control_dependencies([tf.debugging.assert_positive(tf.size(image))]):
-            return tf.identity(i)
+            return tf.identity(i), tf.shape(image)
 
     ds = tf.data.Dataset.from_tensor_slices(files).enumerate()
     ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ok = np.zeros(len(files), bool)
-    for indices in ds.ignore_errors().batch(4096).as_numpy_iterator():
+    shapes = np.zeros((len(files), 3), np.int64)
+    for indices, batch_shapes in ds.ignore_errors().batch(4096).as_numpy_iterator():
         ok[indices] = True
-    return ok
+        shapes[indices] = batch_shapes
+    return ok, shapes
 
 
 def open_folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Source:
@@ -106,8 +109,13 @@ def open_folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Sour
     files = np.array([f for f, _ in listed])
     # Zero-byte files (interrupted copies) cannot decode; drop them without reading.
     ok = np.array([size > 0 for _, size in listed])
+    image_shape = None
     if config.data.validate_images and ok.any():
-        ok[ok] = _decodable(files[ok].tolist())
+        decoded, shapes = _prescan(files[ok].tolist())
+        ok[ok] = decoded
+        shapes = shapes[decoded]
+        if len(shapes) and (shapes == shapes[0]).all():
+            image_shape = tuple(int(n) for n in shapes[0])
     skipped = int((~ok).sum())
     if skipped:
         logging.warning(
@@ -130,4 +138,5 @@ def open_folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Sour
         lookup=lambda i: (decode_image(tf.io.read_file(files_t[i])), labels_t[i]),
         labels=kept_labels,
         example_ids=[os.path.relpath(f, path) for f in files[ok]],
+        image_shape=image_shape,
     )

@@ -51,4 +51,7 @@ def cache_in_memory(source: Source) -> Source:
     )
     labels = np.concatenate(labels)
     lookup = _table_lookup(flat, shapes, labels)
-    return dataclasses.replace(source, lookup=lookup, reader=None, labels=labels)
+    one_shape = tuple(int(n) for n in shapes[0]) if (shapes == shapes[0]).all() else None
+    return dataclasses.replace(
+        source, lookup=lookup, reader=None, labels=labels, image_shape=one_shape
+    )

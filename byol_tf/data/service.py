@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import ml_collections
 import tensorflow as tf
 
-from byol_tf import augment
 from byol_tf.data.pipeline import autotune
 
 # A gRPC server answers a new connection with an HTTP/2 SETTINGS frame (type 4).
@@ -125,13 +124,13 @@ def steps_dataset(
     steps_per_epoch: int,
     start_step: int,
     crop_example,
-    augment_seed,
+    finish_batch,
 ) -> tf.data.Dataset:
     """This input pipeline's batches, produced on the tf.data service and received here.
 
     `layout` says which block of each global batch this pipeline reads and how many replicas
-    it serves; `crop_example(epoch, example)` and `augment_seed(step, replica, view_index)` are
-    the local pipeline's own per-example crop and batch seeds, so both paths give equal batches.
+    it serves; `crop_example(epoch, example)` and `finish_batch(batch, step, replica)` are the
+    local pipeline's own per-example and per-batch functions, so both paths give equal batches.
     """
     if not source.random_access:
         raise ValueError(
@@ -142,6 +141,7 @@ def steps_dataset(
     address = normalize_address(config.data.service_address)
     check_dispatcher(address, config.data.service_timeout_seconds)
     k, b = layout.replicas_per_pipeline, layout.per_replica
+    first = layout.pipeline_id * k  # global id of this pipeline's first replica
     per_step = layout.per_pipeline
 
     @tf.autograph.experimental.do_not_convert
@@ -170,21 +170,11 @@ def steps_dataset(
     def augment_step(batches):
         # One element per step: [k, b, ...], the k replicas' batches in replica order.
         step = batches.pop("step")[0, 0]
-        if config.augment.on_device:
-            return batches
-        for name in ("view1", "view2"):
-            v = 0 if name == "view1" else 1
-            views = [
-                augment.augment_batch(
-                    batches[name][r],
-                    config.augment[name],
-                    augment_seed(step, layout.pipeline_id * k + r, v),
-                    static_shapes=False,  # tf.data service workers run tf.data, never XLA
-                )
-                for r in range(k)
-            ]
-            batches[name] = tf.stack(views)
-        return batches
+        done = [
+            finish_batch(tf.nest.map_structure(lambda t, r=r: t[r], batches), step, first + r)
+            for r in range(k)
+        ]
+        return tf.nest.map_structure(lambda *replicas: tf.stack(replicas), *done)
 
     parallel = autotune(config.data.num_parallel_calls)
     ds = tf.data.Dataset.range(start_step, 2**62).flat_map(step_examples)

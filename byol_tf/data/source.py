@@ -61,6 +61,10 @@ class Source:
     # Folders: each example's path relative to the folder, in index order (subset files list
     # these). None elsewhere, where the index names an example.
     example_ids: list[str] | None = dataclasses.field(default=None, repr=False, compare=False)
+    # [H, W, 3] when every image is known to have that shape (synthetic, cached, TFDS features
+    # with a static shape, folders whose pre-scan saw one size); None when sizes vary or are
+    # unknown. The pretraining pipeline then crops whole batches instead of single images.
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         if (self.lookup is None) == (self.reader is None):

@@ -59,6 +59,7 @@ def _synthetic(spec: str, split: str, config: ml_collections.ConfigDict) -> Sour
         s.num_classes,
         lookup=lambda i: (tf.gather(stacked, i), tf.gather(labels_t, i)),
         labels=labels,
+        image_shape=tuple(int(n) for n in images.shape[1:]),
     )
 
 

@@ -158,4 +158,11 @@ def open_tfds(spec: str, rest: str, config: ml_collections.ConfigDict) -> Source
         label.num_classes if label is not None else None,
         class_names=list(names) if names else None,
         reader=reader,
+        image_shape=_static_rgb_shape(features["image"].shape),
     )
+
+
+def _static_rgb_shape(shape) -> tuple[int, int, int] | None:
+    """[H, W, 3] of the images `_to_rgb_uint8` makes from a feature of `shape`, if static."""
+    height, width = shape[0], shape[1]
+    return None if height is None or width is None else (int(height), int(width), 3)
