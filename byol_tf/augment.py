@@ -86,16 +86,42 @@ def _per_image(mask: tf.Tensor) -> tf.Tensor:
 
 
 def _maybe_apply(
-    images: tf.Tensor, p: Any, seed: Seed, fn: Callable[[tf.Tensor], tf.Tensor], name: str
+    images: tf.Tensor,
+    p: Any,
+    seed: Seed,
+    fn: Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor],
+    name: str,
+    static_shapes: bool = True,
 ) -> tf.Tensor:
-    """fn(images) for each image with probability p, drawn per image; p=0/1 decided statically."""
+    """fn for each image with probability p, drawn per image; p=0/1 decided statically.
+
+    fn(x, rows) changes the images x, which are the batch's `rows` (None: the whole batch, in
+    order), so that fn can pick their per-image parameters with `_rows`. static_shapes=True
+    runs fn on every image and selects; False runs it only on the images drawn (data-dependent
+    shapes, for tf.data, not XLA or TPUs), with the same result.
+    """
     static_p = _static_probability(p, name)
     if static_p == 0.0:
         return images
     if static_p == 1.0:
-        return fn(images)
+        return fn(images, None)
     apply = _uniform(seed, tf.shape(images)[:1]) < p
-    return tf.where(_per_image(apply), fn(images), images)
+    if static_shapes:
+        return tf.where(_per_image(apply), fn(images, None), images)
+    part = tf.cast(apply, tf.int32)
+    rows = tf.dynamic_partition(tf.range(tf.shape(images)[0]), part, 2)
+    kept, changed = tf.dynamic_partition(images, part, 2)
+    # Some ops cannot take an empty batch (REFLECT padding refuses a size-0 dimension).
+    some = tf.size(rows[1]) > 0
+    changed = tf.cond(some, lambda: fn(changed, rows[1]), lambda: changed)
+    out = tf.dynamic_stitch(rows, [kept, changed])
+    out.set_shape(images.shape)
+    return out
+
+
+def _rows(values: Any, rows: tf.Tensor | None) -> Any:
+    """Per-image parameters (a tensor or a dict of them) for the batch rows fn was given."""
+    return values if rows is None else tf.nest.map_structure(lambda t: tf.gather(t, rows), values)
 
 
 def _to_float01(images: tf.Tensor) -> tf.Tensor:
@@ -301,9 +327,12 @@ def crop_batch(images: tf.Tensor, view: Any, size: int, draws: dict[str, tf.Tens
 # Post-crop ops (each per image, with probability p)
 
 
-def random_flip(images: tf.Tensor, seed: Seed, p: float = 0.5) -> tf.Tensor:
+def random_flip(
+    images: tf.Tensor, seed: Seed, p: float = 0.5, static_shapes: bool = True
+) -> tf.Tensor:
     """Flips each image left-right with probability p."""
-    return _maybe_apply(images, p, seed, lambda x: tf.reverse(x, axis=[2]), "flip p")
+    flip = lambda x, rows: tf.reverse(x, axis=[2])
+    return _maybe_apply(images, p, seed, flip, "flip p", static_shapes)
 
 
 _JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
@@ -433,8 +462,8 @@ def color_jitter(
     coin_seed, param_seed = tf.unstack(_split(seed, 2))
     params = _jitter_params(param_seed, tf.shape(images)[0], **strengths)
     apply = _apply_jitter if static_shapes else _apply_jitter_partitioned
-    jitter = lambda x: apply(x, params, enabled)
-    return _maybe_apply(images, p, coin_seed, jitter, "jitter p")
+    jitter = lambda x, rows: apply(x, _rows(params, rows), enabled)
+    return _maybe_apply(images, p, coin_seed, jitter, "jitter p", static_shapes)
 
 
 def _grayscale(images: tf.Tensor) -> tf.Tensor:
@@ -442,9 +471,10 @@ def _grayscale(images: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(luma, tf.shape(images))
 
 
-def to_grayscale(images: tf.Tensor, seed: Seed, p: float) -> tf.Tensor:
+def to_grayscale(images: tf.Tensor, seed: Seed, p: float, static_shapes: bool = True) -> tf.Tensor:
     """Replaces each image by its luma (kept as 3 channels) with probability p."""
-    return _maybe_apply(images, p, seed, _grayscale, "grayscale p")
+    gray = lambda x, rows: _grayscale(x)
+    return _maybe_apply(images, p, seed, gray, "grayscale p", static_shapes)
 
 
 def _blur_radius(side: int, kernel_fraction: float) -> int:
@@ -477,6 +507,7 @@ def gaussian_blur(
     p: float,
     sigma_range: tuple[float, float] = (0.1, 2.0),
     kernel_fraction: float = 0.1,
+    static_shapes: bool = True,
 ) -> tf.Tensor:
     """Separable Gaussian blur, sigma ~ U(sigma_range) per image, with probability p.
 
@@ -493,19 +524,21 @@ def gaussian_blur(
     coin_seed, sigma_seed = tf.unstack(_split(seed, 2))
     sigma = _uniform(sigma_seed, tf.shape(images)[:1], sigma_lo, sigma_hi)
 
-    def blur(x):
-        x = _blur_axis(x, sigma, _blur_radius(height, kernel_fraction), axis=1)
-        x = _blur_axis(x, sigma, _blur_radius(width, kernel_fraction), axis=2)
+    def blur(x, rows):
+        x_sigma = _rows(sigma, rows)
+        x = _blur_axis(x, x_sigma, _blur_radius(height, kernel_fraction), axis=1)
+        x = _blur_axis(x, x_sigma, _blur_radius(width, kernel_fraction), axis=2)
         return tf.clip_by_value(x, 0.0, 1.0)
 
-    return _maybe_apply(images, p, coin_seed, blur, "blur p")
+    return _maybe_apply(images, p, coin_seed, blur, "blur p", static_shapes)
 
 
-def solarize(images: tf.Tensor, seed: Seed, p: float, threshold: float = 0.5) -> tf.Tensor:
+def solarize(
+    images: tf.Tensor, seed: Seed, p: float, threshold: float = 0.5, static_shapes: bool = True
+) -> tf.Tensor:
     """x < threshold ? x : 1 - x on [0, 1] images (threshold 0.5, not 128), with probability p."""
-    return _maybe_apply(
-        images, p, seed, lambda x: tf.where(x < threshold, x, 1.0 - x), "solarize p"
-    )
+    flip_bright = lambda x, rows: tf.where(x < threshold, x, 1.0 - x)
+    return _maybe_apply(images, p, seed, flip_bright, "solarize p", static_shapes)
 
 
 def augment_batch(
@@ -514,12 +547,13 @@ def augment_batch(
     """Everything after the crop for one view on [B, S, S, 3] in [0, 1], in DeepMind's order:
     flip, colour jitter, grayscale, blur, solarize. Returns float32 in [0, 1], not normalised.
 
-    static_shapes=False lets the colour jitter use data-dependent shapes (faster; tf.data only,
-    not inside an XLA-compiled or TPU step); the images are the same either way.
+    static_shapes=False runs each op only on the images that take it, with data-dependent
+    shapes (faster; tf.data only, not inside an XLA-compiled or TPU step); the images are the
+    same either way.
     """
     x = _to_float01(tf.convert_to_tensor(images))
     seeds = tf.unstack(_split(seed, 5))
-    x = random_flip(x, seeds[0], view.flip_p)
+    x = random_flip(x, seeds[0], view.flip_p, static_shapes)
     x = color_jitter(
         x,
         seeds[1],
@@ -530,9 +564,16 @@ def augment_batch(
         view.jitter_p,
         static_shapes,
     )
-    x = to_grayscale(x, seeds[2], view.grayscale_p)
-    x = gaussian_blur(x, seeds[3], view.blur_p, tuple(view.blur_sigma), view.blur_kernel_fraction)
-    x = solarize(x, seeds[4], view.solarize_p, view.solarize_threshold)
+    x = to_grayscale(x, seeds[2], view.grayscale_p, static_shapes)
+    x = gaussian_blur(
+        x,
+        seeds[3],
+        view.blur_p,
+        tuple(view.blur_sigma),
+        view.blur_kernel_fraction,
+        static_shapes,
+    )
+    x = solarize(x, seeds[4], view.solarize_p, view.solarize_threshold, static_shapes)
     return tf.clip_by_value(x, 0.0, 1.0)
 
 

@@ -293,6 +293,17 @@ def test_both_jitter_paths_give_the_same_images_in_tf_data_and_with_ops_off():
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_host_path_op_drawn_for_no_image_or_every_image():
+    """Each op runs only on its drawn images; a draw may pick none (REFLECT padding refuses an
+    empty batch) or all of them."""
+    x = _images((8, 12, 12, 3))
+    for p in (1e-6, 1 - 1e-6):
+        for static_shapes in (True, False):
+            got = augment.gaussian_blur(x, SEED, p=p, static_shapes=static_shapes).numpy()
+            want = x if p < 0.5 else augment.gaussian_blur(x, SEED, p=1.0).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_jitter_order_is_a_uniform_permutation():
     order = _jitter_draws(SEED, 2400, 0.4, 0.4, 0.2, 0.1)["order"].numpy()
     np.testing.assert_array_equal(np.sort(order, axis=1), np.tile(np.arange(4), (2400, 1)))
