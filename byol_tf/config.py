@@ -62,7 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.cache = False  # Cache decoded images in memory (small datasets only).
     c.data.validate_images = True  # Pre-scan image folders; corrupt files are skipped and counted.
     # When every image has one known size, crop whole batches in tf.data instead of single
-    # images: the same views, much less CPU for small images; holds a batch of the originals.
+    # images: the same views, much less CPU for small images. Each batch in flight holds its
+    # uncropped uint8 originals (batch x H x W x 3 bytes): turn it off for large images.
     c.data.batched_crop = True
     c.data.deterministic = True
     c.data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE.

@@ -397,6 +397,10 @@ def test_same_size_images_are_cropped_per_batch_with_the_per_example_views(
     assert_batches_equal(per_batch, per_example)
     if not on_device:
         assert_batches_equal(per_batch, uninterrupted[:4])
+    # Resumed, with two replicas fed by one pipeline: still the per-example views.
+    context = tf.distribute.InputContext(1, 0, 2)
+    resumed = [data.pretrain_dataset(s, c, context, start_step=3) for s in (shapes_by_id, sized)]
+    assert_batches_equal(take(resumed[1], 4), take(resumed[0], 4))
     # The batched path is the one taken: a wrong recorded size fails there.
     wrong = dataclasses.replace(shapes_by_id, image_shape=(10, 10, 3))
     with pytest.raises(tf.errors.InvalidArgumentError, match="differs from the size"):

@@ -173,7 +173,7 @@ def pretrain_dataset(
             return batch
         for v, name in enumerate(VIEWS):
             seed = batch_augment_seed(config.seed, step, replica, v)
-            # tf.data is never XLA-compiled: the jitter may use data-dependent shapes.
+            # tf.data is never XLA-compiled: each op may run on only its drawn images.
             batch[name] = augment.augment_batch(
                 batch[name], config.augment[name], seed, static_shapes=False
             )
