@@ -155,18 +155,6 @@ def crop_draws(seed: Seed, batch=1) -> dict[str, tf.Tensor]:
     )
 
 
-def _sample_crop_boxes(
-    seed: Seed,
-    batch,
-    height,
-    width,
-    area_range: tuple[float, float],
-    aspect_ratio_range: tuple[float, float],
-) -> tf.Tensor:
-    """`_crop_boxes` from one seed's draws (as `random_resized_crop` with p=1 draws them)."""
-    return _crop_boxes(crop_draws(seed, batch), height, width, area_range, aspect_ratio_range)
-
-
 def _crop_boxes(
     draws: dict[str, tf.Tensor],
     height,

@@ -355,8 +355,14 @@ def _numpy_crop_areas(n, side, rng):
     return np.array(areas)
 
 
+def _sample_crop_boxes(seed, batch, height, width, area_range, aspect_ratio_range):
+    """The boxes `random_resized_crop` draws from `seed` for `batch` images (p=1)."""
+    draws = augment.crop_draws(seed, batch)
+    return augment._crop_boxes(draws, height, width, area_range, aspect_ratio_range)
+
+
 def test_crop_boxes_follow_the_reference_distribution():
-    boxes = augment._sample_crop_boxes(SEED, 4000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3)).numpy()
+    boxes = _sample_crop_boxes(SEED, 4000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3)).numpy()
     top, left, h, w = boxes.T
     assert (top >= 0).all() and (left >= 0).all()
     assert (top + h <= 224).all() and (left + w <= 224).all()
@@ -373,15 +379,13 @@ def test_crop_boxes_follow_the_reference_distribution():
 
 
 def test_crop_without_a_fitting_box_falls_back_to_a_centred_crop():
-    boxes = augment._sample_crop_boxes(SEED, 4, 10, 100, (0.9, 1.0), (1.0, 1.0)).numpy()
+    boxes = _sample_crop_boxes(SEED, 4, 10, 100, (0.9, 1.0), (1.0, 1.0)).numpy()
     np.testing.assert_array_equal(boxes, np.tile([[0, 45, 10, 10]], (4, 1)))
 
 
 def _default_crop_boxes(seed, batch, height, width):
     # random_resized_crop's draws with its default ranges; p=1 uses no coin.
-    return augment._sample_crop_boxes(
-        seed, batch, height, width, (0.08, 1.0), (3 / 4, 4 / 3)
-    ).numpy()
+    return _sample_crop_boxes(seed, batch, height, width, (0.08, 1.0), (3 / 4, 4 / 3)).numpy()
 
 
 @pytest.mark.parametrize("height,width", [(16, 16), (24, 40)])

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from byol_tf.data.source import Source
+from byol_tf.data.source import Source, one_shape
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _MAX_NAMED_BAD_FILES = 5
@@ -113,9 +113,7 @@ def open_folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Sour
     if config.data.validate_images and ok.any():
         decoded, shapes = _prescan(files[ok].tolist())
         ok[ok] = decoded
-        shapes = shapes[decoded]
-        if len(shapes) and (shapes == shapes[0]).all():
-            image_shape = tuple(int(n) for n in shapes[0])
+        image_shape = one_shape(shapes[decoded])
     skipped = int((~ok).sum())
     if skipped:
         logging.warning(

@@ -9,18 +9,21 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from byol_tf.data.source import Source
+from byol_tf.data.source import Source, one_shape
 
 
-def _table_lookup(flat: np.ndarray, shapes: np.ndarray, labels: np.ndarray) -> Callable:
+def _table_lookup(
+    flat: np.ndarray, shapes: np.ndarray, labels: np.ndarray, shape: tuple | None
+) -> Callable:
     """index -> (image, label) over decoded images kept in memory.
 
     `flat` holds every image's pixels one after the other and `shapes` their [H, W, 3]. Same-size
-    images become one [N, H, W, 3] tensor; mixed sizes stay packed and are sliced by offset.
+    images (`shape`, their one shape) become one [N, H, W, 3] tensor; mixed sizes stay packed
+    and are sliced by offset.
     """
     labels_t = tf.constant(labels, tf.int64)
-    if (shapes == shapes[0]).all():
-        stacked = tf.constant(flat.reshape(len(shapes), *shapes[0]))
+    if shape is not None:
+        stacked = tf.constant(flat.reshape(len(shapes), *shape))
         return lambda i: (tf.gather(stacked, i), tf.gather(labels_t, i))
     offsets = tf.constant(np.concatenate([[0], np.cumsum(shapes.prod(axis=1))]), tf.int64)
     shapes_t, flat_t = tf.constant(shapes), tf.constant(flat)
@@ -50,8 +53,6 @@ def cache_in_memory(source: Source) -> Source:
         flat.nbytes / 2**20,
     )
     labels = np.concatenate(labels)
-    lookup = _table_lookup(flat, shapes, labels)
-    one_shape = tuple(int(n) for n in shapes[0]) if (shapes == shapes[0]).all() else None
-    return dataclasses.replace(
-        source, lookup=lookup, reader=None, labels=labels, image_shape=one_shape
-    )
+    shape = one_shape(shapes)
+    lookup = _table_lookup(flat, shapes, labels, shape)
+    return dataclasses.replace(source, lookup=lookup, reader=None, labels=labels, image_shape=shape)

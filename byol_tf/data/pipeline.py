@@ -180,6 +180,8 @@ def pretrain_dataset(
         return batch
 
     per_example = draw if image_shape else crop
+    # Nothing happens per batch when the crop is per example and the step augments.
+    per_batch_work = finish if image_shape or not config.augment.on_device else None
 
     if config.data.service_address:
         from byol_tf.data import service  # only runs with a tf.data service configured
@@ -191,7 +193,7 @@ def pretrain_dataset(
             spe,
             int(start_step),
             per_example,
-            finish,
+            per_batch_work,
         )
         return ds.prefetch(autotune(config.data.prefetch))
 
@@ -223,7 +225,7 @@ def pretrain_dataset(
     # Every epoch holds whole steps, so batches never straddle an epoch.
     ds = ds.batch(layout.per_replica, drop_remainder=True)
 
-    if image_shape or not config.augment.on_device:
+    if per_batch_work is not None:
         k = layout.replicas_per_pipeline
 
         @tf.autograph.experimental.do_not_convert

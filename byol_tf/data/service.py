@@ -129,8 +129,9 @@ def steps_dataset(
     """This input pipeline's batches, produced on the tf.data service and received here.
 
     `layout` says which block of each global batch this pipeline reads and how many replicas
-    it serves; `crop_example(epoch, example)` and `finish_batch(batch, step, replica)` are the
-    local pipeline's own per-example and per-batch functions, so both paths give equal batches.
+    it serves; `crop_example(epoch, example)` and `finish_batch(batch, step, replica)` (None when
+    there is nothing to do per batch) are the local pipeline's own per-example and per-batch
+    functions, so both paths give equal batches.
     """
     if not source.random_access:
         raise ValueError(
@@ -170,6 +171,8 @@ def steps_dataset(
     def augment_step(batches):
         # One element per step: [k, b, ...], the k replicas' batches in replica order.
         step = batches.pop("step")[0, 0]
+        if finish_batch is None:
+            return batches
         done = [
             finish_batch(tf.nest.map_structure(lambda t, r=r: t[r], batches), step, first + r)
             for r in range(k)

@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 Element = dict[str, tf.Tensor]
 
 
+def one_shape(shapes: np.ndarray) -> tuple[int, int, int] | None:
+    """The [H, W, 3] shared by every row of `shapes` ([N, 3]), or None if they differ or N = 0."""
+    if not len(shapes) or not (shapes == shapes[0]).all():
+        return None
+    return tuple(int(n) for n in shapes[0])
+
+
 def make_element(image: tf.Tensor, label: tf.Tensor, index: tf.Tensor) -> Element:
     return {
         "image": image,
