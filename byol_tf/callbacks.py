@@ -55,7 +55,13 @@ class TargetEMA(keras.callbacks.Callback):
         def ema(target_var, online_value):
             # Each device blends its own copies: no cross-device traffic, and the result is
             # the same on every replica because the online weights are already in sync.
-            return target_var.assign(tau * target_var + (1.0 - tau) * online_value)
+            # Read the target only once the updated online value exists: otherwise the
+            # executor computes tau * xi when the step starts and holds it through the backward
+            # pass, a copy of every target weight at the step's memory peak.
+            online_value = tf.convert_to_tensor(online_value)  # a read, after the update
+            with tf.control_dependencies([online_value]):
+                current = tf.identity(target_var)
+            return target_var.assign(tau * current + (1.0 - tau) * online_value)
 
         with tf.name_scope("ema"):  # names its ops in profiles (byol_tf/step_profile.py)
             tau = target_tau(step, self.tau_base, self.total_steps)

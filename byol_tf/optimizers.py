@@ -197,10 +197,16 @@ class LARS(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         velocity = self._velocities[index]
+        # Read the variable and its velocity only once the gradient exists. Otherwise TF's
+        # executor computes the terms that need no gradient (weight_decay * param,
+        # momentum * velocity) as soon as the step starts and holds them, two copies of every
+        # weight, through the whole backward pass: 35 MB of a 300 MB peak at width 16.
+        with tf.control_dependencies(tf.nest.flatten(gradient, expand_composites=True)):
+            param, old_velocity = tf.identity(variable), tf.identity(velocity)
         new_param, new_velocity = lars_update(
-            variable,
+            param,
             gradient,
-            velocity,
+            old_velocity,
             learning_rate * self._lr_scales[index],
             weight_decay=self.weight_decay_rate,
             momentum=self.momentum,
