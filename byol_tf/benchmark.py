@@ -40,7 +40,7 @@ import tensorflow as tf
 from byol_tf import augment, step_profile
 from byol_tf import data as data_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
-from byol_tf.step import make_train_function
+from byol_tf.step import compile_train_function, make_train_function
 
 PARTS = (
     "matmul",
@@ -233,8 +233,12 @@ class StepRunner:
             step_counter=trainer.position.step,
         )
         self.steps_per_call = int(config.train.steps_per_call)
+        self._compiled = False
 
     def __call__(self, iterator) -> float:
+        if not self._compiled:  # as the Trainer does before its first batch
+            compile_train_function(self.fn, iterator)
+            self._compiled = True
         losses, _ = self.fn(iterator, tf.constant(self.steps_per_call))
         return float(losses.numpy()[-1])
 

@@ -37,7 +37,7 @@ from byol_tf.models.bn_stats import batchnorm_layers, estimate_batchnorm_statist
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
 from byol_tf.schedules import AtLoopStep, build_lr_schedule, target_tau
-from byol_tf.step import make_train_function
+from byol_tf.step import compile_train_function, make_train_function
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -252,6 +252,7 @@ class Trainer:
             )
         ema = [self.ema] if self.uses_target else []
         callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
+        iterator = iter(self._dataset(start))
         if self._train_fn is None:
             self._train_fn = make_train_function(
                 self.strategy,
@@ -263,7 +264,8 @@ class Trainer:
                 self.probe,
                 step_counter=self.position.step,
             )
-        iterator = iter(self._dataset(start))
+            if start < end:
+                compile_train_function(self._train_fn, iterator)
         control = faults.RunControl(
             self.strategy,
             c.checkpoint.every_steps,

@@ -1,4 +1,5 @@
-"""The BYOL step's per-view backward (`train.backprop_per_view`): the same update, less memory."""
+"""The BYOL step: the per-view backward (`train.backprop_per_view`) gives the same update with
+less memory, and `compile_train_function` builds the step without training."""
 
 import os
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from byol_tf import benchmark, train
 from byol_tf import config as config_lib
+from byol_tf import step as step_lib
 from tests.test_train import (
     REPO,
     assert_same_training,
@@ -99,3 +101,27 @@ def test_per_view_backward_lowers_the_tensor_peak_of_a_step(tmp_path):
     per_view = _step_tensor_peak(True, str(tmp_path / "per_view"))
     # Activations dominate the peak here, and each view's are held alone: measured ~0.6.
     assert per_view < 0.8 * joint
+
+
+def test_compiling_the_train_function_reads_no_batch_and_changes_no_variable(tmp_path):
+    """`compile_train_function` builds the graph every later call runs, and trains nothing."""
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    trainer = benchmark._trainer(c, benchmark.in_memory_source(c, 16), str(tmp_path))
+    runner = benchmark.StepRunner(trainer, c)
+    views = benchmark._fixed_views(c)
+    # Batch i's views hold the value i / 10, so the batch a call reads can be told apart.
+    dataset = tf.data.Dataset.range(100).map(
+        lambda i: {k: tf.fill(tf.shape(v), tf.cast(i, tf.float32) / 10) for k, v in views.items()}
+    )
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    state = trainer.online.weights + trainer.target.weights + trainer.optimizer.variables
+    before = numpy_weights(state) + [trainer.position.step.numpy()]
+
+    step_lib.compile_train_function(runner.fn, iterator)
+    for a, b in zip(before, numpy_weights(state) + [trainer.position.step.numpy()], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(next(iterator)["view1"].numpy().flat[0]) == 0.0  # the first batch is still next
+
+    runner.fn(iterator, tf.constant(1))  # a real step: trains, on the graph already built
+    assert runner.fn.experimental_get_tracing_count() == 1
+    assert int(trainer.position.step.numpy()) == 1
