@@ -12,7 +12,7 @@
 - `end_to_end`: an image folder (or any source) through decode, augmentation and the step;
 - `matmul`: TensorFlow's own float32 matmul rate, the reference for the achieved GFLOP/s;
 - `profile`: the `train_step` step under `tf.profiler`, its op time by op type and by part of
-  the step (`byol_tf/step_profile.py`).
+  the step, and the tensors alive at the allocator's peak (`byol_tf/step_profile.py`).
 
 Every rate is the median over several timed windows after warm-up calls (which include
 tracing). FLOPs are counted analytically from the layers the model runs (convolutions and
@@ -300,12 +300,16 @@ def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
 
 
 def bench_profile(config, source, workdir: str, timing: Timing) -> dict:
-    """The `train_step` step under `tf.profiler`: its op time by op type and by step part."""
+    """The `train_step` step under `tf.profiler`: its op time by op type and by step part, and
+    the tensors alive at the allocator's peak (`memory_at_peak`)."""
     _, _, call, _ = _fixed_batch_step(config, source, workdir)
     for _ in range(max(timing.warmup, 1)):  # tracing stays out of the trace
         call()
     trace = step_profile.profile_calls(call, timing.calls)
-    return step_profile.summarize_trace(trace, timing.calls)
+    return {
+        **step_profile.summarize_trace(trace, timing.calls),
+        "memory_at_peak": step_profile.memory_at_peak(trace),
+    }
 
 
 def bench_augment(config, source, timing: Timing) -> dict:

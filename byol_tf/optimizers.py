@@ -200,7 +200,8 @@ class LARS(keras.optimizers.Optimizer):
         # Read the variable and its velocity only once the gradient exists. Otherwise TF's
         # executor computes the terms that need no gradient (weight_decay * param,
         # momentum * velocity) as soon as the step starts and holds them, two copies of every
-        # weight, through the whole backward pass: 35 MB of a 300 MB peak at width 16.
+        # weight, through the whole backward pass: 35 MB of a 300 MB tensor peak at width 16,
+        # batch 128 (docs/performance.md, sitting s10).
         with tf.control_dependencies(tf.nest.flatten(gradient, expand_composites=True)):
             param, old_velocity = tf.identity(variable), tf.identity(velocity)
         new_param, new_velocity = lars_update(
