@@ -12,7 +12,9 @@
 - `end_to_end`: an image folder (or any source) through decode, augmentation and the step;
 - `matmul`: TensorFlow's own float32 matmul rate, the reference for the achieved GFLOP/s;
 - `profile`: the `train_step` step under `tf.profiler`, its op time by op type and by part of
-  the step, and the tensors alive at the allocator's peak (`byol_tf/step_profile.py`).
+  the step, and the tensors alive at the allocator's peak (`byol_tf/step_profile.py`);
+- `conv_layers`: each convolution shape of the encoder alone, forward and backward, with its
+  FLOP rate (`byol_tf/conv_profile.py`).
 
 Every rate is the median over several timed windows after warm-up calls (which include
 tracing). FLOPs are counted analytically from the layers the model runs (convolutions and
@@ -37,7 +39,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import augment, step_profile
+from byol_tf import augment, conv_profile, step_profile
 from byol_tf import data as data_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.step import compile_train_function, make_train_function
@@ -46,6 +48,7 @@ PARTS = (
     "matmul",
     "train_step",
     "profile",
+    "conv_layers",
     "augment",
     "augment_ops",
     "augmented_step",
@@ -347,6 +350,20 @@ def bench_augment(config, source, timing: Timing) -> dict:
     }
 
 
+def bench_conv_layers(config, source, workdir: str, timing: Timing) -> dict:
+    """Each convolution shape of the online encoder alone, forward and backward, at the batch
+    one replica trains on (`byol_tf/conv_profile.py`)."""
+    trainer = _trainer(config, source, workdir)
+    batch = config.data.global_batch_size // trainer.strategy.num_replicas_in_sync
+    return conv_profile.conv_layers(
+        trainer.online.encoder,
+        config.data.image_size,
+        batch,
+        windows=timing.windows * timing.calls,
+        warmup=timing.warmup,
+    )
+
+
 def bench_augment_ops(config, timing: Timing) -> dict:
     """Where the augmentation's time goes: each op of view 1 alone on one batch.
 
@@ -492,6 +509,8 @@ def run_benchmark(
                 result = bench_augment(config, memory, timing)
             elif part == "augment_ops":
                 result = bench_augment_ops(config, timing)
+            elif part == "conv_layers":
+                result = bench_conv_layers(config, memory, sub, timing)
             elif part == "augmented_step":
                 result = bench_pipeline_step(config, memory, sub, timing)
             else:

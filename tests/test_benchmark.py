@@ -174,3 +174,24 @@ def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
     assert "target forward" not in made
     ops = {row["op"]: row["mb"] for row in memory["largest"]}
     assert any("online/" in op and mb == pytest.approx(4.0, abs=0.5) for op, mb in ops.items())
+
+
+def test_conv_layers_times_every_convolution_shape_once(tmp_path):
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    memory = benchmark.in_memory_source(c, c.data.global_batch_size)
+    timing = benchmark.Timing(warmup=1, windows=1, calls=2)
+    result = benchmark.bench_conv_layers(c, memory, str(tmp_path), timing)
+    rows = result["rows"]
+    # ResNet-18: the stem, two convolutions in each of 8 blocks, 3 projection shortcuts.
+    assert sum(row["calls"] for row in rows) == 1 + 16 + 3
+    shapes = [(tuple(r["input_shape"]), tuple(r["kernel"]), tuple(r["strides"])) for r in rows]
+    assert len(set(shapes)) == len(shapes)  # each shape timed once
+    stem = rows[0]
+    assert stem["input_shape"] == [c.data.image_size, c.data.image_size, 3]
+    assert not stem["input_gradient"]  # images need no gradient, as in the step
+    assert all(row["input_gradient"] for row in rows[1:])
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    assert result["ms_per_encoder_pass"] == pytest.approx(
+        sum(row["ms_per_call"] * row["calls"] for row in rows)
+    )
+    assert all(row["gflops_per_s"] > 0 for row in rows)
