@@ -132,28 +132,8 @@ def forward_flops(model: keras.Model, inputs: tf.Tensor) -> int:
     Counts the layers that actually run (each call of each Conv2D, DepthwiseConv2D and Dense
     layer, so a shared layer counts once per use), by watching them during one eager call.
     """
-    counted: list[int] = []
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)
-    ]
-    originals = {}
-    for layer in layers:
-        originals[id(layer)] = layer.call
-
-        def watched(x, *args, _layer=layer, _call=layer.call, **kwargs):
-            y = _call(x, *args, **kwargs)
-            counted.append(_layer_flops(_layer, x, y))
-            return y
-
-        layer.call = watched
-    try:
-        model(inputs[:1], training=False)
-    finally:
-        for layer in layers:
-            layer.call = originals[id(layer)]
-    return int(sum(counted))
+    calls = conv_profile.layer_calls(model, inputs[:1], (keras.layers.Conv2D, keras.layers.Dense))
+    return int(sum(_layer_flops(layer, x, y) for layer, x, y in calls))
 
 
 def byol_step_flops(online: keras.Model, image_size: int) -> dict:

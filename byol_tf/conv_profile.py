@@ -17,28 +17,42 @@ import keras
 import tensorflow as tf
 
 
-def conv_calls(encoder: keras.Model, image_size: int) -> list[tuple[keras.layers.Conv2D, tuple]]:
-    """(layer, per-example input shape) of every Conv2D call in one forward pass, in order."""
+def layer_calls(model: keras.Model, inputs: tf.Tensor, types: tuple) -> list[tuple]:
+    """(layer, input, output) of every call of a layer of `types` in one eager forward pass.
+
+    Found by watching the layers during the call, so a shared layer appears once per use. Also
+    what the benchmark's analytic FLOP count runs on (`benchmark.forward_flops`).
+    """
     calls = []
     layers = [
         layer
-        for layer in encoder._flatten_layers(include_self=True, recursive=True)
-        if isinstance(layer, keras.layers.Conv2D)
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, types)
     ]
     originals = {id(layer): layer.call for layer in layers}
     for layer in layers:
 
         def watched(x, *args, _layer=layer, _call=layer.call, **kwargs):
-            calls.append((_layer, tuple(x.shape[1:])))
-            return _call(x, *args, **kwargs)
+            y = _call(x, *args, **kwargs)
+            calls.append((_layer, x, y))
+            return y
 
         layer.call = watched
     try:
-        encoder(tf.zeros([1, image_size, image_size, 3]), training=False)
+        model(inputs, training=False)
     finally:
         for layer in layers:
             layer.call = originals[id(layer)]
     return calls
+
+
+def conv_calls(encoder: keras.Model, image_size: int) -> list[tuple[keras.layers.Conv2D, tuple]]:
+    """(layer, per-example input shape) of every Conv2D call in one forward pass, in order."""
+    images = tf.zeros([1, image_size, image_size, 3])
+    return [
+        (layer, tuple(x.shape[1:]))
+        for layer, x, _ in layer_calls(encoder, images, (keras.layers.Conv2D,))
+    ]
 
 
 def _shape_key(layer: keras.layers.Conv2D, input_shape: tuple) -> tuple:
