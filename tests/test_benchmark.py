@@ -195,3 +195,27 @@ def test_conv_layers_times_every_convolution_shape_once(tmp_path):
         sum(row["ms_per_call"] * row["calls"] for row in rows)
     )
     assert all(row["gflops_per_s"] > 0 for row in rows)
+
+
+@pytest.mark.parametrize(
+    "name, part",
+    [
+        ("while/body/_1/while/lars/mul_259:Mul", "optimizer"),
+        ("while/body/_1/while/ema/AssignVariableOp_3:AssignVariableOp", "ema"),
+        ("gradient_tape/while/online_3/encoder_1/conv/Conv2DBackpropFilter:_MklConv", "backward"),
+        ("while/target_1/encoder_1/resnet_1/stem_bn_1/FusedBatchNormV3:_MklBN", "target forward"),
+        (
+            "while/online_1/encoder_1/resnet_1/stem_conv_1/convolution:_MklNativeConv2D",
+            "online forward",
+        ),
+        ("while/body/_1/while/l2_normalize_3/Sum:Sum", "other"),
+    ],
+)
+def test_ops_are_assigned_to_step_parts_by_scope(name, part):
+    assert step_profile.part_of(name) == part
+    assert step_profile._OP_EVENT.fullmatch(name)
+
+
+def test_enclosing_spans_are_not_ops():
+    for span in ("ExecutorState::Process", "EagerLocalExecute: __inference_train_1", "train"):
+        assert not step_profile._OP_EVENT.fullmatch(span)
