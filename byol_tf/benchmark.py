@@ -132,7 +132,8 @@ def forward_flops(model: keras.Model, inputs: tf.Tensor) -> int:
     Counts the layers that actually run (each call of each Conv2D, DepthwiseConv2D and Dense
     layer, so a shared layer counts once per use), by watching them during one eager call.
     """
-    calls = conv_profile.layer_calls(model, inputs[:1], (keras.layers.Conv2D, keras.layers.Dense))
+    types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    calls = conv_profile.layer_calls(model, inputs[:1], types)
     return int(sum(_layer_flops(layer, x, y) for layer, x, y in calls))
 
 

@@ -357,7 +357,8 @@ def compile_train_function(train: Callable, iterator) -> None:
     glibc keeps, and the first step's tensors would be allocated on top of it: at width 16 and
     batch 128 that was 50 MB of a 1020 MB peak (docs/performance.md). A call of zero steps
     optimises the same graph as every later call (`num_steps` is a tensor), reads no batch and
-    changes no variable.
+    changes no variable. With `train.jit_compile` the XLA cluster inside the loop is compiled
+    when it first runs, in the first real call, so its compilation's heap is not returned here.
     """
     train(iterator, tf.constant(0))
     heap.release_free_memory()

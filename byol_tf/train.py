@@ -176,6 +176,7 @@ class Trainer:
             discard=not self.is_chief,
         )
         self._train_fn = None
+        self._compiled = False  # compile_train_function ran
         if self.is_chief:
             # The record of the run; tools/export_encoder.py rebuilds the towers from it.
             archive = any(k not in workdir_lib.MAY_DIFFER_ON_RESUME for k in accepted)
@@ -264,8 +265,6 @@ class Trainer:
                 self.probe,
                 step_counter=self.position.step,
             )
-            if start < end:
-                compile_train_function(self._train_fn, iterator)
         control = faults.RunControl(
             self.strategy,
             c.checkpoint.every_steps,
@@ -281,13 +280,16 @@ class Trainer:
             control.start()
             for cb in callbacks:
                 cb.on_train_begin()
+            if start < end and not self._compiled:
+                compile_train_function(self._train_fn, iterator)
+                self._compiled = True
             due = (c.eval.knn_every_epochs, c.export.every_epochs)
             while step < end:
                 n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
                 t0 = time.perf_counter()
                 losses, last_t = self._train_fn(iterator, tf.constant(n))
                 losses = losses.numpy()
-                if step > start:  # the first call includes tracing and compilation
+                if step > start:  # the first call still pays one-off costs (kernels, XLA)
                     timed_steps, timed_seconds = (
                         timed_steps + n,
                         timed_seconds + time.perf_counter() - t0,
