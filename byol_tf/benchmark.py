@@ -217,12 +217,9 @@ class StepRunner:
             step_counter=trainer.position.step,
         )
         self.steps_per_call = int(config.train.steps_per_call)
-        self._compiled = False
 
     def __call__(self, iterator) -> float:
-        if not self._compiled:  # as the Trainer does before its first batch
-            compile_train_function(self.fn, iterator)
-            self._compiled = True
+        compile_train_function(self.fn, iterator)  # as the Trainer does; once
         losses, _ = self.fn(iterator, tf.constant(self.steps_per_call))
         return float(losses.numpy()[-1])
 

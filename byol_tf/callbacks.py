@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from byol_tf.export import export_encoder
+from byol_tf.graph_order import after
 from byol_tf.models import target_pairs
 from byol_tf.schedules import target_tau
 
@@ -59,8 +60,7 @@ class TargetEMA(keras.callbacks.Callback):
             # executor computes tau * xi when the step starts and holds it through the backward
             # pass, a copy of every target weight at the step's memory peak.
             online_value = tf.convert_to_tensor(online_value)  # a read, after the update
-            with tf.control_dependencies([online_value]):
-                current = tf.identity(target_var)
+            current = after(target_var, [online_value])
             return target_var.assign(tau * current + (1.0 - tau) * online_value)
 
         with tf.name_scope("ema"):  # names its ops in profiles (byol_tf/step_profile.py)

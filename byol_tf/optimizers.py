@@ -30,6 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf.config import OPTIMIZERS
+from byol_tf.graph_order import after
 
 # Keras 3 names: Dense/Conv `bias`, Batch/Layer/GroupNormalization `gamma` and `beta`. Anchored
 # to a path component so that, e.g., a layer called `bias_net` with a `kernel` is not caught.
@@ -202,8 +203,8 @@ class LARS(keras.optimizers.Optimizer):
         # momentum * velocity) as soon as the step starts and holds them, two copies of every
         # weight, through the whole backward pass: 35 MB of a 300 MB tensor peak at width 16,
         # batch 128 (docs/performance.md, sitting s10).
-        with tf.control_dependencies(tf.nest.flatten(gradient, expand_composites=True)):
-            param, old_velocity = tf.identity(variable), tf.identity(velocity)
+        ready = tf.nest.flatten(gradient, expand_composites=True)
+        param, old_velocity = after(variable, ready), after(velocity, ready)
         new_param, new_velocity = lars_update(
             param,
             gradient,

@@ -24,6 +24,7 @@ import tensorflow as tf
 from byol_tf import augment, heap
 from byol_tf import probe as probe_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
+from byol_tf.graph_order import after
 from byol_tf.losses import byol_loss, nt_xent_loss, regression_loss
 
 # probe(representation of view1) -> replica metrics: the online probe's update, bound to the
@@ -56,19 +57,6 @@ def _scaled(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor
     # float16's LossScaleOptimizer scales the loss before the gradient; others have no scale.
     # Call it inside the tape, so that the scaling is part of what is differentiated.
     return optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-
-
-def _after(x: tf.Tensor, tensors: list) -> tf.Tensor:
-    """`x`, readable only once every tensor in `tensors` has been computed (graph mode).
-
-    Without it TF's executor may start the next view's forward while the previous view's
-    backward runs, and then both views' activations are alive together.
-    """
-    tensors = [t for t in tensors if t is not None]
-    if not tensors:
-        return x
-    with tf.control_dependencies(tensors):
-        return tf.identity(x)
 
 
 def _add_gradients(x, y):
@@ -144,7 +132,9 @@ def _online_per_view(online, optimizer, views, target_out, variables, global_bat
     outputs, loss, grads = [], None, None
     for view, other in zip(views, others, strict=True):
         with tf.GradientTape() as tape:
-            out = online(_after(view, wait_for), training=True)
+            # Without the wait TF's executor may start this view's forward while the previous
+            # view's backward runs, and then both views' activations are alive together.
+            out = online(after(view, wait_for), training=True)
             term = tf.nn.compute_average_loss(
                 regression_loss(out["prediction"], other), global_batch_size=global_batch_size
             )
@@ -351,7 +341,8 @@ def make_train_function(
 
 
 def compile_train_function(train: Callable, iterator) -> None:
-    """Builds `train`'s graph with a call of zero steps, then returns freed heap to the OS.
+    """Builds `train`'s graph with a call of zero steps, then returns freed heap to the OS;
+    does nothing once `train` has been traced.
 
     Optimising the step's graph (Grappler, kernel creation) frees tens of MB of C heap that
     glibc keeps, and the first step's tensors would be allocated on top of it: at width 16 and
@@ -360,5 +351,7 @@ def compile_train_function(train: Callable, iterator) -> None:
     changes no variable. With `train.jit_compile` the XLA cluster inside the loop is compiled
     when it first runs, in the first real call, so its compilation's heap is not returned here.
     """
+    if train.experimental_get_tracing_count():
+        return
     train(iterator, tf.constant(0))
     heap.release_free_memory()

@@ -15,6 +15,7 @@ that asked; `memory_at_peak` replays them to list the tensors alive at the alloc
 from __future__ import annotations
 
 import collections
+import functools
 import glob
 import os
 import re
@@ -54,17 +55,21 @@ def profile_calls(fn: Callable[[], object], calls: int) -> str:
     return traces[0]
 
 
-def op_durations(trace_path: str) -> collections.Counter:
-    """Op name -> total picoseconds, over every op event of the host CPU plane."""
+@functools.lru_cache(maxsize=2)  # op times and memory read the same trace
+def _host_planes(trace_path: str) -> tuple:
+    """The trace's host CPU planes (an XSpace protocol buffer, parsed once)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
     with open(trace_path, "rb") as f:
         space.ParseFromString(f.read())
+    return tuple(plane for plane in space.planes if plane.name == "/host:CPU")
+
+
+def op_durations(trace_path: str) -> collections.Counter:
+    """Op name -> total picoseconds, over every op event of the host CPU plane."""
     totals: collections.Counter = collections.Counter()
-    for plane in space.planes:
-        if plane.name != "/host:CPU":
-            continue
+    for plane in _host_planes(trace_path):
         for line in plane.lines:
             if line.name == "python":  # Python-side spans (the call, eager dispatch), not ops
                 continue
@@ -122,15 +127,8 @@ def _stat_value(plane, stat):
 
 def _memory_events(trace_path: str) -> list[tuple[int, bool, dict]]:
     """(time in ps, is_allocation, stats) of every allocator event on the host, in time order."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    space = xplane_pb2.XSpace()
-    with open(trace_path, "rb") as f:
-        space.ParseFromString(f.read())
     events = []
-    for plane in space.planes:
-        if plane.name != "/host:CPU":
-            continue
+    for plane in _host_planes(trace_path):
         for line in plane.lines:
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name

@@ -176,7 +176,6 @@ class Trainer:
             discard=not self.is_chief,
         )
         self._train_fn = None
-        self._compiled = False  # compile_train_function ran
         if self.is_chief:
             # The record of the run; tools/export_encoder.py rebuilds the towers from it.
             archive = any(k not in workdir_lib.MAY_DIFFER_ON_RESUME for k in accepted)
@@ -253,7 +252,6 @@ class Trainer:
             )
         ema = [self.ema] if self.uses_target else []
         callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
-        iterator = iter(self._dataset(start))
         if self._train_fn is None:
             self._train_fn = make_train_function(
                 self.strategy,
@@ -265,6 +263,7 @@ class Trainer:
                 self.probe,
                 step_counter=self.position.step,
             )
+        iterator = iter(self._dataset(start))
         control = faults.RunControl(
             self.strategy,
             c.checkpoint.every_steps,
@@ -280,9 +279,8 @@ class Trainer:
             control.start()
             for cb in callbacks:
                 cb.on_train_begin()
-            if start < end and not self._compiled:
+            if start < end:
                 compile_train_function(self._train_fn, iterator)
-                self._compiled = True
             due = (c.eval.knn_every_epochs, c.export.every_epochs)
             while step < end:
                 n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
