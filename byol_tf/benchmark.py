@@ -13,8 +13,9 @@
 - `matmul`: TensorFlow's own float32 matmul rate, the reference for the achieved GFLOP/s;
 - `profile`: the `train_step` step under `tf.profiler`, its op time by op type and by part of
   the step, and the tensors alive at the allocator's peak (`byol_tf/step_profile.py`);
-- `conv_layers`: each convolution shape of the encoder alone, forward and backward, with its
-  FLOP rate (`byol_tf/conv_profile.py`).
+- `conv_layers`: each convolution shape of the encoder alone, forward and backward, with
+  their FLOP rates, and what a step's convolutions would take at those rates
+  (`byol_tf/conv_profile.py`).
 
 Every rate is the median over several timed windows after warm-up calls (which include
 tracing). FLOPs are counted analytically from the layers the model runs (convolutions and
@@ -333,13 +334,20 @@ def bench_conv_layers(config, source, workdir: str, timing: Timing) -> dict:
     one replica trains on (`byol_tf/conv_profile.py`)."""
     trainer = _trainer(config, source, workdir)
     batch = config.data.global_batch_size // trainer.strategy.num_replicas_in_sync
-    return conv_profile.conv_layers(
+    result = conv_profile.conv_layers(
         trainer.online.encoder,
         config.data.image_size,
         batch,
         windows=timing.windows * timing.calls,
         warmup=timing.warmup,
     )
+    # A step runs the encoder forward on both views online and (with a target) in the target,
+    # and backward on both online views: what its convolutions would take at these rates.
+    forward_passes = 4 if trainer.uses_target else 2
+    result["ms_per_step"] = (
+        forward_passes * result["ms_forward_per_pass"] + 2 * result["ms_backward_per_pass"]
+    )
+    return result
 
 
 def bench_augment_ops(config, timing: Timing) -> dict:

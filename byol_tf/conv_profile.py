@@ -2,10 +2,13 @@
 
 `conv_layers` watches one forward pass of the encoder to find every Conv2D call and its input
 shape, groups the calls that are the same layer shape, and times each shape alone at the
-training batch: its forward pass, the gradient to its input and the gradient to its kernel,
-as a training step runs them, in one compiled function. The first layer gets no input gradient,
-as in the step (images need none). Rates use the analytic FLOPs: three forward passes' worth,
-or two for the first layer.
+training batch: its forward pass alone, and its forward pass with the gradient to its input and
+the gradient to its kernel, as a training step runs them; the backward time is the difference.
+Both compiled functions return a piece of the forward output: a gradient needs only the input,
+the kernel and the upstream gradient, so a function that returned only the gradients would let
+Grappler prune the forward convolution and time the backward pass alone. The first layer gets
+no input gradient, as in the step (images need none). Rates use the analytic FLOPs: one forward
+pass's worth forward, two backward (one for the first layer).
 """
 
 from __future__ import annotations
@@ -67,25 +70,56 @@ def _shape_key(layer: keras.layers.Conv2D, input_shape: tuple) -> tuple:
     )
 
 
-def _seconds_per_call(fn, windows: int, warmup: int) -> float:
+def _seconds_per_call(fn, x: tf.Tensor, windows: int, warmup: int) -> float:
+    """Median seconds of `fn(x)`, results fetched: the computation is timed, not its dispatch."""
+
+    def run():
+        return [t.numpy() for t in tf.nest.flatten(fn(x))]
+
     for _ in range(warmup):
-        fn()
+        run()
     times = []
     for _ in range(windows):
         t0 = time.perf_counter()
-        fn()
+        run()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def training_pass(layer: keras.layers.Layer, upstream: tf.Tensor, input_grad: bool):
+    """A compiled forward and backward pass of `layer`: returns the output's first element and
+    the gradients, with `upstream` as the output's gradient, to the input (if `input_grad`) and
+    to the kernel. The first element keeps the forward convolution in the graph without adding
+    a pass over the output, as a loss would."""
+
+    @tf.function
+    def fn(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        sources = [x, layer.kernel] if input_grad else [layer.kernel]
+        return _first(y), tape.gradient(y, sources, output_gradients=upstream)
+
+    return fn
+
+
+def _first(y: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(y, [-1])[0]
+
+
+def _forward_pass(layer: keras.layers.Layer):
+    return tf.function(lambda x: _first(layer(x)))
 
 
 def conv_layers(
     encoder: keras.Model, image_size: int, batch: int, windows: int = 5, warmup: int = 2
 ) -> dict:
-    """Forward + backward time of each distinct convolution shape of `encoder`, alone.
+    """Forward and backward time of each distinct convolution shape of `encoder`, alone.
 
     Returns `rows` (one per shape, in order of first use: the first layer's name, how many
-    calls share the shape, input shape, kernel, strides, ms per call, GFLOP/s, and the share
-    of the summed convolution time, counting every call) and the totals.
+    calls share the shape, input shape, kernel, strides, ms per call forward, backward and in
+    all, the GFLOP/s of each, and the share of the summed convolution time, counting every
+    call) and the totals for one encoder pass, forward and backward.
     """
     groups: dict[tuple, dict] = {}
     for index, (layer, input_shape) in enumerate(conv_calls(encoder, image_size)):
@@ -99,25 +133,18 @@ def conv_layers(
         input_grad = group["first"] > 0
         x = tf.random.stateless_normal([batch, *input_shape], seed=[0, 1])
         y_shape = layer.compute_output_shape((batch, *input_shape))
-        upstream = tf.random.stateless_normal(y_shape, seed=[2, 3])
-
-        @tf.function
-        def forward_backward(x, _layer=layer, _upstream=upstream, _input_grad=input_grad):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(tf.cast(_layer(x), tf.float32) * _upstream)
-            sources = [x, _layer.kernel] if _input_grad else [_layer.kernel]
-            return [tf.reduce_sum(tf.cast(g, tf.float32)) for g in tape.gradient(loss, sources)]
-
-        def run(_fn=forward_backward, _x=x):
-            return [g.numpy() for g in _fn(_x)]
-
-        seconds = _seconds_per_call(run, windows, warmup)
+        upstream = tf.random.stateless_normal(y_shape, seed=[2, 3], dtype=layer.compute_dtype)
+        forward = _forward_pass(layer)
+        train = training_pass(layer, upstream, input_grad)
+        forward_s = _seconds_per_call(forward, x, windows, warmup)
+        total_s = _seconds_per_call(train, x, windows, warmup)
+        # Timed apart, the two can disagree by noise when the backward pass is cheap.
+        backward_s = max(total_s - forward_s, 0.0)
         kh, kw = layer.kernel_size
         in_c = input_shape[-1] // layer.groups
         out_h, out_w = y_shape[1], y_shape[2]
         forward_flop = 2 * batch * out_h * out_w * layer.filters * kh * kw * in_c
-        passes = 3 if input_grad else 2
+        backward_flop = (2 if input_grad else 1) * forward_flop
         rows.append(
             {
                 "layer": layer.name,
@@ -126,17 +153,24 @@ def conv_layers(
                 "kernel": [kh, kw, in_c, layer.filters],
                 "strides": list(layer.strides),
                 "input_gradient": input_grad,
-                "ms_per_call": seconds * 1e3,
-                "gflops_per_s": passes * forward_flop / seconds / 1e9,
+                "ms_forward": forward_s * 1e3,
+                "ms_backward": backward_s * 1e3,
+                "ms_per_call": total_s * 1e3,
+                "gflops_forward": forward_flop / forward_s / 1e9,
+                "gflops_backward": backward_flop / backward_s / 1e9 if backward_s else None,
+                "gflops_per_s": (forward_flop + backward_flop) / total_s / 1e9,
+                "gflop": (forward_flop + backward_flop) / 1e9,
             }
         )
     total = sum(row["ms_per_call"] * row["calls"] for row in rows)
     for row in rows:
         row["share"] = row["ms_per_call"] * row["calls"] / total
-    flop = sum(row["gflops_per_s"] * row["ms_per_call"] * row["calls"] / 1e3 for row in rows)
+    flop = sum(row["gflop"] * row["calls"] for row in rows)
     return {
         "batch": batch,
         "ms_per_encoder_pass": total,
+        "ms_forward_per_pass": sum(row["ms_forward"] * row["calls"] for row in rows),
+        "ms_backward_per_pass": sum(row["ms_backward"] * row["calls"] for row in rows),
         "gflops_per_s": flop / (total / 1e3),
         "rows": rows,
     }

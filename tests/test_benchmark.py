@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from byol_tf import benchmark, step_profile
+from byol_tf import benchmark, conv_profile, step_profile
 from byol_tf import config as config_lib
 from byol_tf.models import build_towers
 
@@ -197,7 +198,49 @@ def test_conv_layers_times_every_convolution_shape_once(tmp_path):
     assert stem["input_shape"] == [c.data.image_size, c.data.image_size, 3]
     assert not stem["input_gradient"]  # images need no gradient, as in the step
     assert all(row["input_gradient"] for row in rows[1:])
-    assert all(row["ms_per_call"] > 0 and row["gflops_per_s"] > 0 for row in rows)
+    for row in rows:
+        assert row["ms_forward"] > 0 and row["ms_per_call"] > 0
+        # Timed apart, a tiny layer's forward can come out longer than forward and backward.
+        backward = max(row["ms_per_call"] - row["ms_forward"], 0.0)
+        assert row["ms_backward"] == pytest.approx(backward)
+        assert (row["gflops_backward"] is None) == (backward == 0)
+    passes = {
+        "ms_forward_per_pass": sum(r["ms_forward"] * r["calls"] for r in rows),
+        "ms_backward_per_pass": sum(r["ms_backward"] * r["calls"] for r in rows),
+    }
+    assert result["ms_forward_per_pass"] == pytest.approx(passes["ms_forward_per_pass"])
+    # Four forward passes (both views, online and target) and two backward ones per step.
+    assert result["ms_per_step"] == pytest.approx(
+        4 * passes["ms_forward_per_pass"] + 2 * passes["ms_backward_per_pass"]
+    )
+    # FLOPs of one pass: the stem 3x3x3->64 at full size, forward and its kernel gradient.
+    side = c.data.image_size
+    assert stem["gflop"] == pytest.approx(
+        2 * 2 * side * side * 27 * stem["kernel"][3] * result["batch"] / 1e9
+    )
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv_training_pass_computes_the_forward_it_times(input_grad):
+    # A function returning only the gradients lets Grappler drop the forward convolution, which
+    # a gradient does not need, and the profile would time the backward pass alone.
+    layer = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)
+    x = tf.random.stateless_normal([2, 6, 6, 3], seed=[0, 1])
+    layer(x)
+    upstream = tf.random.stateless_normal([2, 6, 6, 4], seed=[2, 3])
+    first, grads = conv_profile.training_pass(layer, upstream, input_grad)(x)
+    y = tf.nn.conv2d(x, layer.kernel, 1, "SAME")
+    np.testing.assert_allclose(first.numpy(), y[0, 0, 0, 0].numpy(), rtol=1e-5)
+    kernel_grad = tf.compat.v1.nn.conv2d_backprop_filter(
+        x, layer.kernel.shape, upstream, [1, 1, 1, 1], "SAME"
+    )
+    np.testing.assert_allclose(grads[-1].numpy(), kernel_grad.numpy(), rtol=1e-4, atol=1e-5)
+    assert len(grads) == (2 if input_grad else 1)
+    if input_grad:
+        input_grad_ref = tf.compat.v1.nn.conv2d_backprop_input(
+            x.shape, layer.kernel, upstream, [1, 1, 1, 1], "SAME"
+        )
+        np.testing.assert_allclose(grads[0].numpy(), input_grad_ref.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,43 @@
+"""Totals a oneDNN verbose log by primitive, with the convolutions' GFLOP/s; writes JSON.
+
+  ONEDNN_VERBOSE=1 python tools/benchmark.py ... --calls=2 > long.log
+  ONEDNN_VERBOSE=1 python tools/benchmark.py ... --calls=1 > short.log
+  python tools/onednn_summary.py long.log --minus=short.log --per=1 --output=onednn.json
+
+`--minus` subtracts a shorter run of the same command, leaving the steps the longer one added;
+`--per` divides by how many those are. Works on TensorFlow's and PyTorch's logs alike (both use
+oneDNN). See byol_tf/onednn_log.py.
+"""
+
+import _bootstrap  # noqa: F401  (repo root on sys.path)
+from absl import app, flags
+
+from byol_tf import io, onednn_log
+
+_MINUS = flags.DEFINE_string("minus", None, "Log of a shorter run, subtracted.")
+_PER = flags.DEFINE_float("per", 1.0, "Divide every total by this (e.g. the steps added).")
+_TOP = flags.DEFINE_integer("top", 12, "Convolution problems to print.")
+_OUTPUT = flags.DEFINE_string("output", None, "JSON file to write.")
+
+
+def _records(path: str) -> list[dict]:
+    with open(path, errors="replace") as f:
+        return onednn_log.exec_records(f)
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError("Give one oneDNN verbose log.")
+    minus = _records(_MINUS.value) if _MINUS.value else None
+    summary = onednn_log.scaled(onednn_log.summarize(_records(argv[1]), minus), 1 / _PER.value)
+    for row in summary["by_kind"] + summary["convolutions"][: _TOP.value]:
+        rate = f"{row['gflops_per_s']:7.0f} GFLOP/s" if "gflops_per_s" in row else ""
+        name = " ".join(str(row[k]) for k in ("kind", "propagation", "problem") if k in row)
+        print(f"{row['ms']:10.1f} ms {row['calls']:7.1f} calls {rate:>15}  {name}")
+    print(f"{summary['total_ms']:10.1f} ms in all, {summary['convolution_ms']:.1f} in convolutions")
+    if _OUTPUT.value:
+        io.atomic_write_json(_OUTPUT.value, summary)
+
+
+if __name__ == "__main__":
+    app.run(main)
