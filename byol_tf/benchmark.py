@@ -342,8 +342,9 @@ def bench_conv_layers(config, source, workdir: str, timing: Timing) -> dict:
         warmup=timing.warmup,
     )
     # A step runs the encoder forward on both views online and (with a target) in the target,
-    # and backward on both online views: what its convolutions would take at these rates.
-    forward_passes = 4 if trainer.uses_target else 2
+    # and backward on both online views: what its convolutions would take at these rates. With
+    # remat each online backward runs its view's blocks forward again.
+    forward_passes = (4 if trainer.uses_target else 2) + (2 if config.model.remat else 0)
     result["ms_per_step"] = (
         forward_passes * result["ms_forward_per_pass"] + 2 * result["ms_backward_per_pass"]
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -70,45 +71,62 @@ def _shape_key(layer: keras.layers.Conv2D, input_shape: tuple) -> tuple:
     )
 
 
-def _seconds_per_call(fn, x: tf.Tensor, windows: int, warmup: int) -> float:
-    """Median seconds of `fn(x)`, results fetched: the computation is timed, not its dispatch."""
+def _median_seconds(fns: tuple, x: tf.Tensor, windows: int, warmup: int) -> list[float]:
+    """Median seconds of each `fn(x)`, timed in alternation so that a drift of the machine
+    falls on all of them alike. Each returns scalars: fetching them waits for the whole
+    computation, and copying a full gradient out would be timed too."""
 
-    def run():
+    def run(fn):
         return [t.numpy() for t in tf.nest.flatten(fn(x))]
 
     for _ in range(warmup):
-        run()
-    times = []
+        for fn in fns:
+            run(fn)
+    times = [[] for _ in fns]
     for _ in range(windows):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            run(fn)
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
-def training_pass(layer: keras.layers.Layer, upstream: tf.Tensor, input_grad: bool):
+def training_pass(
+    layer: keras.layers.Layer, upstream: tf.Tensor, input_grad: bool
+) -> Callable[[tf.Tensor], tuple]:
     """A compiled forward and backward pass of `layer`: returns the output's first element and
     the gradients, with `upstream` as the output's gradient, to the input (if `input_grad`) and
     to the kernel. The first element keeps the forward convolution in the graph without adding
-    a pass over the output, as a loss would."""
+    a pass over the output, as a loss would. The gradients wait for the forward pass: they do
+    not need its output, and would otherwise run beside it, which a step never does."""
 
     @tf.function
     def fn(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x)
+        first = _first(y)
         sources = [x, layer.kernel] if input_grad else [layer.kernel]
-        return _first(y), tape.gradient(y, sources, output_gradients=upstream)
+        with tf.control_dependencies([first]):
+            grads = tape.gradient(y, sources, output_gradients=upstream)
+        return first, grads
 
     return fn
+
+
+def forward_pass(layer: keras.layers.Layer) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled forward pass of `layer` that returns the output's first element."""
+    return tf.function(lambda x: _first(layer(x)))
 
 
 def _first(y: tf.Tensor) -> tf.Tensor:
     return tf.reshape(y, [-1])[0]
 
 
-def _forward_pass(layer: keras.layers.Layer):
-    return tf.function(lambda x: _first(layer(x)))
+def _first_elements(fn: Callable) -> Callable:
+    """`fn` returning the first element of each of its results, all of which it still computes
+    (nothing narrows a convolution to one element)."""
+    return tf.function(lambda x: tf.nest.map_structure(_first, fn(x)))
 
 
 def conv_layers(
@@ -134,10 +152,10 @@ def conv_layers(
         x = tf.random.stateless_normal([batch, *input_shape], seed=[0, 1])
         y_shape = layer.compute_output_shape((batch, *input_shape))
         upstream = tf.random.stateless_normal(y_shape, seed=[2, 3], dtype=layer.compute_dtype)
-        forward = _forward_pass(layer)
         train = training_pass(layer, upstream, input_grad)
-        forward_s = _seconds_per_call(forward, x, windows, warmup)
-        total_s = _seconds_per_call(train, x, windows, warmup)
+        forward_s, total_s = _median_seconds(
+            (forward_pass(layer), _first_elements(train)), x, windows, warmup
+        )
         # Timed apart, the two can disagree by noise when the backward pass is cheap.
         backward_s = max(total_s - forward_s, 0.0)
         kh, kw = layer.kernel_size

@@ -22,32 +22,37 @@ from collections.abc import Iterable
 _DIMENSION = re.compile(r"([a-z]+)(\d+)")
 
 
-def exec_records(lines: Iterable[str]) -> list[dict]:
-    """One record per `exec` line of a oneDNN verbose log; other lines are skipped."""
-    records = []
+def exec_records(lines: Iterable[str]) -> tuple[list[dict], int]:
+    """One record per primitive `exec` line of a oneDNN verbose log, and how many such lines
+    were cut short (a killed run, or another writer's output mixed into the line) and skipped.
+    Other lines, oneDNN Graph's among them, are not records."""
+    records, broken = [], 0
     for line in lines:
         fields = line.strip().split(",")
         if not fields[0].endswith("_verbose") or "exec" not in fields[:5]:
             continue
         at = fields.index("exec")
-        records.append(
-            {
-                "kind": fields[at + 2],
-                "implementation": fields[at + 3],
-                "propagation": fields[at + 4],
-                "problem": fields[-2],
-                "ms": float(fields[-1]),
-            }
-        )
-    return records
+        if fields[at - 1] != "primitive" and at > 1:
+            continue
+        try:
+            records.append(
+                {
+                    "kind": fields[at + 2],
+                    "implementation": fields[at + 3],
+                    "propagation": fields[at + 4],
+                    "problem": fields[-2],
+                    "ms": float(fields[-1]),
+                }
+            )
+        except (IndexError, ValueError):
+            broken += 1
+    return records, broken
 
 
 def convolution_flop(problem: str) -> int:
     """Multiply-adds x 2 of a convolution problem such as `mb2_g2ic8oc4_ih5oh5kh3sh1dh0ph1_...`
     (oneDNN's channel counts are totals over the groups; absent dimensions are 1)."""
-    dims: dict[str, int] = {}
-    for name, value in _DIMENSION.findall(problem):
-        dims.setdefault(name, int(value))  # 'dh0' and 'ph1' come after the sizes they follow
+    dims = {name: int(value) for name, value in _DIMENSION.findall(problem)}
     size = 1
     for name in ("od", "oh", "ow", "kd", "kh", "kw"):
         size *= dims.get(name, 1)

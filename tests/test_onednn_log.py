@@ -26,7 +26,7 @@ CONV_TORCH_BWD = (
 )
 REORDER = (
     "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:cdba::f0 "
-    "dst:f32::blocked:Acdb64a::f0,,,64x3x3x3,0.5"
+    "dst:f32::blocked:Acdb64a::f0,,,64x3x3x3,0.6"
 )
 OTHER = [
     "onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)",
@@ -36,14 +36,35 @@ OTHER = [
 ]
 
 
-def test_records_are_the_exec_lines_of_either_library():
-    records = onednn_log.exec_records([CONV_TF, *OTHER, CONV_TORCH_BWD, REORDER])
-    assert [(r["kind"], r["propagation"], r["ms"]) for r in records] == [
+GRAPH = (
+    "onednn_verbose,v1,graph,exec,cpu,100002,sdp,matmul;softmax,,in0_f32:0:strided:undef:1x2,"
+    "strict,dnnl_backend,1.5"
+)
+
+
+def records(lines):
+    parsed, broken = onednn_log.exec_records(lines)
+    assert broken == 0
+    return parsed
+
+
+def test_records_are_the_primitive_exec_lines_of_either_library():
+    parsed = records([CONV_TF, *OTHER, GRAPH, CONV_TORCH_BWD, REORDER])
+    assert [(r["kind"], r["propagation"], r["ms"]) for r in parsed] == [
         ("convolution", "forward_training", 40.0),
         ("convolution", "backward_weights", 2.0),
-        ("reorder", "undef", 0.5),
+        ("reorder", "undef", 0.6),
     ]
-    assert records[0]["implementation"] == "brg_conv_fwd:avx512_core"
+    assert parsed[0]["implementation"] == "brg_conv_fwd:avx512_core"
+
+
+def test_lines_cut_short_are_counted_not_fatal():
+    cut = CONV_TF[: CONV_TF.index("mb256")] + "mb256_ic64oc64_ih3"
+    parsed, broken = onednn_log.exec_records(
+        [CONV_TF, cut, "onednn_verbose,v1,primitive,exec,cpu", REORDER]
+    )
+    assert [r["kind"] for r in parsed] == ["convolution", "reorder"]
+    assert broken == 2
 
 
 @pytest.mark.parametrize(
@@ -66,10 +87,10 @@ def test_convolution_flop(problem, flop):
 
 
 def test_summary_totals_rates_and_subtraction():
-    long = onednn_log.exec_records([CONV_TF, CONV_TF, CONV_TORCH_BWD, REORDER, REORDER])
-    short = onednn_log.exec_records([CONV_TF, REORDER])
+    long = records([CONV_TF, CONV_TF, CONV_TORCH_BWD, REORDER, REORDER])
+    short = records([CONV_TF, REORDER])
     summary = onednn_log.summarize(long, minus=short)
-    assert summary["total_ms"] == pytest.approx(40.0 + 2.0 + 0.5)
+    assert summary["total_ms"] == pytest.approx(40.0 + 2.0 + 0.6)
     assert summary["convolution_ms"] == pytest.approx(42.0)
     rows = {(r["kind"], r["propagation"]): r for r in summary["by_kind"]}
     forward = rows[("convolution", "forward_training")]
@@ -80,14 +101,13 @@ def test_summary_totals_rates_and_subtraction():
         (r["ms"] for r in summary["by_kind"]), reverse=True
     )
     half = onednn_log.scaled(summary, 0.5)
-    assert half["total_ms"] == pytest.approx(21.25)
+    assert half["total_ms"] == pytest.approx(21.3)
     assert half["by_kind"][0]["calls"] == 0.5
     assert half["by_kind"][0]["gflops_per_s"] == pytest.approx(forward["gflops_per_s"])
 
 
 def test_a_key_the_shorter_run_cancels_is_dropped():
-    records = onednn_log.exec_records([CONV_TF, REORDER])
-    summary = onednn_log.summarize(records, minus=onednn_log.exec_records([REORDER]))
+    summary = onednn_log.summarize(records([CONV_TF, REORDER]), minus=records([REORDER]))
     assert [r["kind"] for r in summary["by_kind"]] == ["convolution"]
 
 
@@ -110,5 +130,5 @@ def test_tool_prints_and_writes_the_summary(tmp_path):
         text=True,
         check=True,
     )
-    assert "20.2 ms in all, 20.0 in convolutions" in result.stdout
+    assert "20.3 ms in all, 20.0 in convolutions" in result.stdout
     assert json.loads(out.read_text())["convolution_ms"] == pytest.approx(20.0)

@@ -1,8 +1,10 @@
 """Totals a oneDNN verbose log by primitive, with the convolutions' GFLOP/s; writes JSON.
 
-  ONEDNN_VERBOSE=1 python tools/benchmark.py ... --calls=2 > long.log
-  ONEDNN_VERBOSE=1 python tools/benchmark.py ... --calls=1 > short.log
-  python tools/onednn_summary.py long.log --minus=short.log --per=1 --output=onednn.json
+  B="python tools/benchmark.py --config=configs/benchmark.py:w64_b256 --parts=train_step \
+     --warmup=1 --windows=1"
+  ONEDNN_VERBOSE=1 $B --calls=5 > long.log
+  ONEDNN_VERBOSE=1 $B --calls=1 > short.log
+  python tools/onednn_summary.py long.log --minus=short.log --per=4 --output=onednn.json
 
 `--minus` subtracts a shorter run of the same command, leaving the steps the longer one added;
 `--per` divides by how many those are. Works on TensorFlow's and PyTorch's logs alike (both use
@@ -10,7 +12,7 @@ oneDNN). See byol_tf/onednn_log.py.
 """
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags
+from absl import app, flags, logging
 
 from byol_tf import io, onednn_log
 
@@ -22,7 +24,10 @@ _OUTPUT = flags.DEFINE_string("output", None, "JSON file to write.")
 
 def _records(path: str) -> list[dict]:
     with open(path, errors="replace") as f:
-        return onednn_log.exec_records(f)
+        records, broken = onednn_log.exec_records(f)
+    if broken:
+        logging.warning("%s: skipped %d exec lines that were cut short.", path, broken)
+    return records
 
 
 def main(argv):
