@@ -32,7 +32,7 @@ def exec_records(lines: Iterable[str]) -> tuple[list[dict], int]:
         if not fields[0].endswith("_verbose") or "exec" not in fields[:5]:
             continue
         at = fields.index("exec")
-        if fields[at - 1] != "primitive" and at > 1:
+        if at > 1 and fields[at - 1] != "primitive":  # oneDNN Graph's `graph,exec` lines
             continue
         try:
             records.append(
@@ -72,15 +72,13 @@ def summarize(records: list[dict], minus: list[dict] | None = None) -> dict:
     for sign, batch in ((1, records), (-1, minus or [])):
         for record in batch:
             flop = convolution_flop(record["problem"]) if record["kind"] == "convolution" else 0
-            for table, key in (
-                (rows, _key(record)),
-                (problems, (*_key(record), record["problem"]) if flop else None),
-            ):
-                if key is None:
-                    continue
-                table[key]["ms"] += sign * record["ms"]
-                table[key]["calls"] += sign
-                table[key]["flop"] += sign * flop
+            counters = [rows[_key(record)]]
+            if flop:
+                counters.append(problems[(*_key(record), record["problem"])])
+            for counter in counters:
+                counter["ms"] += sign * record["ms"]
+                counter["calls"] += sign
+                counter["flop"] += sign * flop
 
     def listed(table: dict, names: tuple) -> list[dict]:
         out = []
