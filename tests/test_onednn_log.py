@@ -132,3 +132,24 @@ def test_tool_prints_and_writes_the_summary(tmp_path):
     )
     assert "20.3 ms in all, 20.0 in convolutions" in result.stdout
     assert json.loads(out.read_text())["convolution_ms"] == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize(
+    "log_text, args, message",
+    [
+        ("no oneDNN here\n", [], "holds no oneDNN primitive exec lines"),
+        (CONV_TF + "\n", ["--per=0"], "--per must be positive"),
+    ],
+)
+def test_tool_refuses_an_empty_log_and_a_bad_divisor(tmp_path, log_text, args, message):
+    log = tmp_path / "run.log"
+    log.write_text(log_text)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "onednn_summary.py"), str(log), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    if not args:
+        assert str(log) in result.stderr

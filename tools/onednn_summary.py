@@ -22,11 +22,19 @@ _TOP = flags.DEFINE_integer("top", 12, "Convolution problems to print.")
 _OUTPUT = flags.DEFINE_string("output", None, "JSON file to write.")
 
 
+flags.register_validator("per", lambda per: per > 0, message="--per must be positive.")
+
+
 def _records(path: str) -> list[dict]:
     with open(path, errors="replace") as f:
         records, broken = onednn_log.exec_records(f)
     if broken:
         logging.warning("%s: skipped %d exec lines that were cut short.", path, broken)
+    if not records:
+        raise app.UsageError(
+            f"{path} holds no oneDNN primitive exec lines: was the run made with "
+            "ONEDNN_VERBOSE=1, and its standard output saved?"
+        )
     return records
 
 
