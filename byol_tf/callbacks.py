@@ -27,7 +27,8 @@ from byol_tf.schedules import target_tau
 class TargetEMA(keras.callbacks.Callback):
     """xi <- tau * xi + (1 - tau) * theta over the trainable encoder+projector weights.
 
-    tau follows the cosine schedule from `tau_base` to 1 over `total_steps`. BatchNorm moving
+    tau follows `tau_schedule` ("cosine": from `tau_base` to 1 over `total_steps`; "constant":
+    `tau_base` throughout; byol_tf.schedules.target_tau). BatchNorm moving
     statistics are not averaged: the target's come from its own training-mode forward passes,
     as in DeepMind's reference code.
     """
@@ -40,9 +41,11 @@ class TargetEMA(keras.callbacks.Callback):
         tau_base: float,
         total_steps: int,
         in_step: bool = False,
+        tau_schedule: str = "cosine",
     ):
         super().__init__()
         self.pairs = target_pairs(online, target)
+        self.tau_schedule = tau_schedule
         self.strategy = strategy
         self.tau_base = float(tau_base)
         self.total_steps = int(total_steps)
@@ -64,7 +67,7 @@ class TargetEMA(keras.callbacks.Callback):
             return target_var.assign(tau * current + (1.0 - tau) * online_value)
 
         with tf.name_scope("ema"):  # names its ops in profiles (byol_tf/step_profile.py)
-            tau = target_tau(step, self.tau_base, self.total_steps)
+            tau = target_tau(step, self.tau_base, self.total_steps, self.tau_schedule)
             for online_var, target_var in self.pairs:
                 self.strategy.extended.update(
                     target_var.value, ema, args=(online_var.value,), group=False

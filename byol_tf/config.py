@@ -20,6 +20,9 @@ HEAD_NORMS = ("batch", "layer", "none")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("lars", "sgd")
+# "cosine": tau rises from ema.tau_base to 1 over the run (the paper). "constant": tau stays at
+# ema.tau_base (lightly's and byol-pytorch's short-run choice).
+TAU_SCHEDULES = ("cosine", "constant")
 # "byol": the paper. "nt_xent": SimCLR's contrastive loss on the online projections, a baseline.
 OBJECTIVES = ("byol", "nt_xent")
 
@@ -126,14 +129,28 @@ def base_config() -> ml_collections.ConfigDict:
     # matched by lars_include_patterns). Without the trust ratio (~1e-3 * |w| / |g|) a LARS
     # learning rate is a far larger step than plain momentum SGD takes; 1.0 keeps it as is.
     c.optimizer.unscoped_lr_scale = 1.0
+    # solo-learn's `clip_lr`: each variable moves at its local rate trust_coefficient * |w| /
+    # |g + wd * w| itself (not times the learning rate), capped at the learning rate. False:
+    # the paper's LARS (lr times the local rate). LARS only; byol_tf/optimizers.py has the
+    # exact rule and how it differs from solo-learn's.
+    c.optimizer.clip_local_lr = False
+    # The predictor q's learning rate is the schedule's times this (SimSiam and DirectPred give
+    # the predictor a larger or undecayed rate). LARS only; 1.0 is the paper.
+    c.optimizer.predictor_lr_multiplier = 1.0
+    # False: the predictor's rate warms up with the rest, then holds its peak instead of
+    # following the cosine decay (SimSiam's "fixed lr for the predictor"). LARS only.
+    c.optimizer.predictor_lr_decay = True
 
     c.schedule = ml_collections.ConfigDict()
     c.schedule.epochs = 1000
     c.schedule.warmup_epochs = 10
     c.schedule.total_steps = -1  # Overrides epochs when > 0 (tests, benchmarks).
+    # Overrides warmup_epochs when >= 0: a warm-up that does not grow with the dataset.
+    c.schedule.warmup_steps = -1
 
     c.ema = ml_collections.ConfigDict()
     c.ema.tau_base = 0.996
+    c.ema.tau_schedule = "cosine"  # one of TAU_SCHEDULES
 
     c.objective = ml_collections.ConfigDict()
     c.objective.name = "byol"  # one of OBJECTIVES
@@ -210,7 +227,10 @@ def derive_steps(config: ml_collections.ConfigDict, num_examples: int) -> dict[s
         total = int(config.schedule.total_steps)
     else:
         total = int(round(config.schedule.epochs * steps_per_epoch))
-    warmup = int(round(config.schedule.warmup_epochs * steps_per_epoch))
+    if config.schedule.warmup_steps >= 0:
+        warmup = int(config.schedule.warmup_steps)
+    else:
+        warmup = int(round(config.schedule.warmup_epochs * steps_per_epoch))
     return dict(
         steps_per_epoch=steps_per_epoch, total_steps=max(total, 1), warmup_steps=min(warmup, total)
     )
@@ -269,6 +289,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0.0 <= config.ema.tau_base <= 1.0:
         raise ValueError(f"ema.tau_base={config.ema.tau_base} must be in [0, 1].")
+    _check_choice(config.ema.tau_schedule, TAU_SCHEDULES, "ema.tau_schedule")
+    _validate_recipe_levers(config)
     if config.eval.knn_every_epochs > 0 and not (config.eval.knn_train and config.eval.knn_test):
         raise ValueError(
             f"eval.knn_every_epochs={config.eval.knn_every_epochs} needs a labelled pair in "
@@ -286,6 +308,35 @@ def validate(config: ml_collections.ConfigDict) -> None:
         v = config.augment[view]
         for name in ("crop_p", "flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
             _check_probability(v[name], f"augment.{view}.{name}")
+
+
+def _validate_recipe_levers(config: ml_collections.ConfigDict) -> None:
+    opt, schedule = config.optimizer, config.schedule
+    if opt.trust_coefficient <= 0:
+        raise ValueError(f"optimizer.trust_coefficient={opt.trust_coefficient} must be > 0.")
+    if opt.predictor_lr_multiplier <= 0:
+        raise ValueError(
+            f"optimizer.predictor_lr_multiplier={opt.predictor_lr_multiplier} must be > 0."
+        )
+    if opt.name != "lars":
+        # Keras's SGD has one learning rate and no trust ratio: these levers would be ignored.
+        for field, inert in (
+            ("clip_local_lr", False),
+            ("predictor_lr_multiplier", 1.0),
+            ("predictor_lr_decay", True),
+        ):
+            if opt[field] != inert:
+                raise ValueError(
+                    f"optimizer.{field}={opt[field]} needs optimizer.name='lars' "
+                    f"(got {opt.name!r}); set it to {inert} or use 'lars'."
+                )
+    if schedule.warmup_steps < -1 or schedule.warmup_steps != int(schedule.warmup_steps):
+        raise ValueError(
+            f"schedule.warmup_steps={schedule.warmup_steps} must be a whole number >= 0 "
+            "(or -1 to use schedule.warmup_epochs)."
+        )
+    if schedule.warmup_epochs < 0:
+        raise ValueError(f"schedule.warmup_epochs={schedule.warmup_epochs} must be >= 0.")
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -7,6 +7,19 @@ result goes through heavy-ball momentum, `v = momentum * v + g`, `param -= lr * 
 normalisation parameters (matched by regex on `variable.path`) skip both the decay and the
 trust ratio, so they follow plain momentum SGD.
 
+Clipped local rate (`clip_local_lr`, solo-learn's `clip_lr`, NVIDIA apex's LARC "clip" mode):
+the gradient is scaled by `min(local / lr, 1)` instead of the trust ratio, where
+`local = trust_coefficient * ||param|| / ||grad + decay * param||`. The variable then moves at
+the rate `min(local, lr)`: the local rate on its own, no longer multiplied by `lr`, and never
+faster than plain momentum SGD at `lr`. With solo-learn's trust coefficient 0.02 a step moves a
+layer by up to 2% of its norm, twenty times the unclipped paper's 1e-3 * lr. Two differences
+from solo-learn: the denominator is DeepMind's `||grad + decay * param||` where solo-learn has
+`||grad|| + decay * ||param|| + 1e-8`, and the cap uses the variable's own rate (the
+predictor's, where it has one) where solo-learn uses its parameter group's.
+
+Predictor rate: variables matching `predictor_patterns` can have their own learning rate,
+`predictor_learning_rate` (a schedule or float), evaluated at the same step as the main one.
+
 Differences from the reference: one exclusion list serves both the decay and the trust ratio
 (the reference has two filters, set to the same one in BYOL), and Nesterov momentum is an
 option (off by default; the reference has none).
@@ -31,6 +44,9 @@ from absl import logging
 
 from byol_tf.config import OPTIMIZERS
 from byol_tf.graph_order import after
+
+# The online tower's predictor q (byol_tf.models.towers names its head "predictor").
+DEFAULT_PREDICTOR_PATTERNS = (r"(^|/)predictor/",)
 
 # Keras 3 names: Dense/Conv `bias`, Batch/Layer/GroupNormalization `gamma` and `beta`. Anchored
 # to a path component so that, e.g., a layer called `bias_net` with a `kernel` is not caught.
@@ -80,6 +96,7 @@ def lars_update(
     excluded: bool,
     nesterov: bool = False,
     trust_ratio: bool = True,
+    clip_local_lr: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One LARS step for one variable; returns (new_param, new_velocity).
 
@@ -95,6 +112,9 @@ def lars_update(
         lr * new_velocity.
       trust_ratio: False leaves a non-excluded variable's gradient (with weight decay) unscaled:
         outside the LARS scope.
+      clip_local_lr: scale by min(trust / lr, 1) instead of trust, so the variable moves at
+        min(trust, lr) (solo-learn's clip_lr; see the module docstring). At lr = 0 the scale is
+        1: the step is 0 either way.
     """
     param = tf.convert_to_tensor(param)
     dtype = param.dtype
@@ -113,6 +133,11 @@ def lars_update(
             tf.cast(trust_coefficient, dtype) * param_norm / safe_grad_norm,
             tf.ones_like(param_norm),
         )
+        if clip_local_lr:
+            lr_t = tf.cast(lr, dtype)
+            positive = lr_t > 0
+            safe_lr = tf.where(positive, lr_t, tf.ones_like(lr_t))
+            trust = tf.where(positive, tf.minimum(trust / safe_lr, 1.0), tf.ones_like(trust))
         grad = grad * trust
     momentum = tf.cast(momentum, dtype)
     new_velocity = momentum * velocity + grad
@@ -145,6 +170,9 @@ class LARS(keras.optimizers.Optimizer):
         exclude_patterns: Sequence[str] = DEFAULT_EXCLUDE_PATTERNS,
         include_patterns: Sequence[str] = (),
         unscoped_lr_scale: float = 1.0,
+        clip_local_lr: bool = False,
+        predictor_learning_rate=None,
+        predictor_patterns: Sequence[str] = DEFAULT_PREDICTOR_PATTERNS,
         name: str = "lars",
         **kwargs,
     ):
@@ -162,7 +190,7 @@ class LARS(keras.optimizers.Optimizer):
             raise ValueError(f"trust_coefficient={trust_coefficient} must be > 0.")
         if unscoped_lr_scale <= 0.0:
             raise ValueError(f"unscoped_lr_scale={unscoped_lr_scale} must be > 0.")
-        for pattern in (*exclude_patterns, *include_patterns):
+        for pattern in (*exclude_patterns, *include_patterns, *predictor_patterns):
             re.compile(pattern)  # Fail now on a malformed regex, not at build time.
         self.momentum = float(momentum)
         self.weight_decay_rate = float(weight_decay_rate)
@@ -171,6 +199,10 @@ class LARS(keras.optimizers.Optimizer):
         self.exclude_patterns = tuple(exclude_patterns)
         self.include_patterns = tuple(include_patterns)
         self.unscoped_lr_scale = float(unscoped_lr_scale)
+        self.clip_local_lr = bool(clip_local_lr)
+        # None: the predictor follows `learning_rate` like every other variable.
+        self.predictor_learning_rate = predictor_learning_rate
+        self.predictor_patterns = tuple(predictor_patterns)
 
     def build(self, variables):
         if self.built:
@@ -188,6 +220,16 @@ class LARS(keras.optimizers.Optimizer):
             1.0 if excluded or adapted else self.unscoped_lr_scale
             for excluded, adapted in zip(self._excluded, self._adapted)
         )
+        self._predictor = tuple(
+            self.predictor_learning_rate is not None
+            and is_excluded(_variable_path(v), self.predictor_patterns)
+            for v in variables
+        )
+        if self.predictor_learning_rate is not None and not any(self._predictor):
+            raise ValueError(
+                f"A predictor learning rate was given but no variable path matches "
+                f"{self.predictor_patterns}: the predictor's variables are not among these."
+            )
         if self.include_patterns and not any(self._adapted):
             logging.warning(
                 "LARS include_patterns %s match no variable: no trust ratio anywhere "
@@ -205,6 +247,8 @@ class LARS(keras.optimizers.Optimizer):
         # batch 128 (docs/performance.md, sitting s10).
         ready = tf.nest.flatten(gradient, expand_composites=True)
         param, old_velocity = after(variable, ready), after(velocity, ready)
+        if self._predictor[index]:
+            learning_rate = self._predictor_rate()
         new_param, new_velocity = lars_update(
             param,
             gradient,
@@ -216,9 +260,16 @@ class LARS(keras.optimizers.Optimizer):
             excluded=self._excluded[index],
             nesterov=self.nesterov,
             trust_ratio=self._adapted[index],
+            clip_local_lr=self.clip_local_lr,
         )
         self.assign(velocity, new_velocity)
         self.assign(variable, new_param)
+
+    def _predictor_rate(self) -> tf.Tensor:
+        rate = self.predictor_learning_rate
+        if callable(rate):
+            rate = rate(self.iterations)
+        return tf.cast(rate, tf.float32)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -230,15 +281,36 @@ class LARS(keras.optimizers.Optimizer):
             exclude_patterns=list(self.exclude_patterns),
             include_patterns=list(self.include_patterns),
             unscoped_lr_scale=self.unscoped_lr_scale,
+            clip_local_lr=self.clip_local_lr,
+            predictor_learning_rate=(
+                keras.saving.serialize_keras_object(self.predictor_learning_rate)
+                if isinstance(
+                    self.predictor_learning_rate, keras.optimizers.schedules.LearningRateSchedule
+                )
+                else self.predictor_learning_rate
+            ),
+            predictor_patterns=list(self.predictor_patterns),
         )
         return config
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        rate = config.get("predictor_learning_rate")
+        if isinstance(rate, dict):
+            config["predictor_learning_rate"] = keras.saving.deserialize_keras_object(
+                rate, custom_objects=custom_objects
+            )
+        return super().from_config(config, custom_objects=custom_objects)
 
-def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.optimizers.Optimizer:
+
+def build_optimizer(
+    config: ml_collections.ConfigDict, learning_rate, predictor_learning_rate=None
+) -> keras.optimizers.Optimizer:
     """The optimizer named by `config.optimizer.name` with `learning_rate` (float or schedule).
 
     "lars": `LARS` from `optimizer.{momentum, weight_decay, trust_coefficient, nesterov,
-    exclude_patterns, lars_include_patterns, unscoped_lr_scale}`.
+    exclude_patterns, lars_include_patterns, unscoped_lr_scale, clip_local_lr}`, with
+    `predictor_learning_rate` (None: the predictor follows `learning_rate`).
     "sgd": `keras.optimizers.SGD` with `optimizer.{momentum, nesterov}` only: no weight decay,
     no trust ratio, no exclusions (the linear-evaluation recipe uses no decay). Keras's SGD
     keeps the learning rate inside its velocity (v = m * v - lr * g), which matches LARS's
@@ -255,6 +327,12 @@ def build_optimizer(config: ml_collections.ConfigDict, learning_rate) -> keras.o
             exclude_patterns=tuple(opt.exclude_patterns),
             include_patterns=tuple(opt.lars_include_patterns),
             unscoped_lr_scale=opt.unscoped_lr_scale,
+            clip_local_lr=opt.clip_local_lr,
+            predictor_learning_rate=predictor_learning_rate,
+        )
+    if predictor_learning_rate is not None:
+        raise ValueError(
+            f"A predictor learning rate needs optimizer.name='lars', not {opt.name!r}."
         )
     if opt.name == "sgd":
         if opt.weight_decay:

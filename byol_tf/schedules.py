@@ -11,7 +11,9 @@ Conventions follow DeepMind's BYOL (`byol/utils/schedules.py`):
 - Cosine: from warmup_steps to total_steps, lr = peak * (1 + cos(pi * p)) / 2 with
   p = (s - warmup_steps) / (total_steps - warmup_steps). It reaches 0 at total_steps and stays
   0 after it (no restarts).
-- tau(k) = 1 - (1 - tau_base) * (cos(pi * k / K) + 1) / 2, k clipped to [0, K].
+- tau(k) = 1 - (1 - tau_base) * (cos(pi * k / K) + 1) / 2, k clipped to [0, K]; or, with the
+  "constant" schedule, tau(k) = tau_base (lightly's and byol-pytorch's choice for short runs).
+- An undecayed rate (for the predictor): the same warm-up, then the peak held to the end.
 """
 
 from __future__ import annotations
@@ -76,15 +78,31 @@ def warmup_cosine(step, peak_lr: float, warmup_steps: int, total_steps: int) -> 
     return tf.where(step >= total_steps, tf.zeros_like(lr), lr)
 
 
-def target_tau(step, tau_base: float, total_steps: int) -> tf.Tensor:
-    """EMA rate of the target network at `step`: tau_base at step 0, rising to 1 at total_steps.
+def warmup_constant(step, peak_lr: float, warmup_steps: int, total_steps: int) -> tf.Tensor:
+    """`warmup_cosine`'s warm-up, then `peak_lr` held until total_steps (0 from there on)."""
+    warmup_steps, total_steps = _check_steps(warmup_steps, total_steps)
+    step = _step_as_float(step)
+    peak = tf.cast(peak_lr, tf.float32)
+    lr = tf.fill(tf.shape(step), peak)
+    if warmup_steps > 0:
+        lr = tf.where(step < warmup_steps, peak * step / warmup_steps, lr)
+    return tf.where(step >= total_steps, tf.zeros_like(lr), lr)
 
+
+def target_tau(step, tau_base: float, total_steps: int, schedule: str = "cosine") -> tf.Tensor:
+    """EMA rate of the target network at `step`.
+
+    "cosine": tau_base at step 0, rising to 1 at total_steps. "constant": tau_base throughout.
     With tau_base = 1 the factor (1 - tau_base) is exactly 0, so tau is exactly 1.0 (a frozen
-    target) at every step.
+    target) at every step, whichever the schedule.
     """
     _, total_steps = _check_steps(0, total_steps)
     k = tf.minimum(_step_as_float(step), float(total_steps))
     one_minus_base = 1.0 - tf.cast(tau_base, tf.float32)
+    if schedule == "constant":
+        return 1.0 - one_minus_base * tf.ones_like(k)
+    if schedule != "cosine":
+        raise ValueError(f"tau schedule {schedule!r} is not one of cosine, constant.")
     return 1.0 - one_minus_base * _half_cosine(k / total_steps)
 
 
@@ -92,15 +110,25 @@ def target_tau(step, tau_base: float, total_steps: int) -> tf.Tensor:
 class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """`warmup_cosine` as a Keras learning-rate schedule, evaluated at optimizer.iterations."""
 
-    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int, name: str = "lr"):
+    def __init__(
+        self,
+        peak_lr: float,
+        warmup_steps: int,
+        total_steps: int,
+        name: str = "lr",
+        decay: bool = True,
+    ):
         super().__init__()
         # Validate now, so a bad config fails when the optimizer is built, not mid-trace.
         self.warmup_steps, self.total_steps = _check_steps(warmup_steps, total_steps)
         self.peak_lr = float(peak_lr)
         self.name = name
+        # False: `warmup_constant`, the peak held after the warm-up.
+        self.decay = bool(decay)
 
     def __call__(self, step):
-        return warmup_cosine(step, self.peak_lr, self.warmup_steps, self.total_steps)
+        fn = warmup_cosine if self.decay else warmup_constant
+        return fn(step, self.peak_lr, self.warmup_steps, self.total_steps)
 
     def get_config(self) -> dict:
         return dict(
@@ -108,6 +136,7 @@ class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
             warmup_steps=self.warmup_steps,
             total_steps=self.total_steps,
             name=self.name,
+            decay=self.decay,
         )
 
 
@@ -120,6 +149,27 @@ def build_lr_schedule(
     """
     peak = scaled_learning_rate(config.optimizer.base_lr, config.data.global_batch_size)
     return WarmupCosineSchedule(peak, steps["warmup_steps"], steps["total_steps"])
+
+
+def build_predictor_lr_schedule(
+    config: ml_collections.ConfigDict, steps: dict[str, int]
+) -> WarmupCosineSchedule | None:
+    """The predictor's own schedule, or None when it simply follows `build_lr_schedule`.
+
+    Its peak is the main peak times `optimizer.predictor_lr_multiplier`; with
+    `optimizer.predictor_lr_decay` False it holds that peak after the warm-up.
+    """
+    opt = config.optimizer
+    if opt.predictor_lr_multiplier == 1.0 and opt.predictor_lr_decay:
+        return None
+    peak = scaled_learning_rate(opt.base_lr, config.data.global_batch_size)
+    return WarmupCosineSchedule(
+        peak * opt.predictor_lr_multiplier,
+        steps["warmup_steps"],
+        steps["total_steps"],
+        name="predictor_lr",
+        decay=bool(opt.predictor_lr_decay),
+    )
 
 
 class AtLoopStep(keras.optimizers.schedules.LearningRateSchedule):

@@ -19,8 +19,8 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf import config as config_lib
+from byol_tf import cpu, distribute, faults, knn
 from byol_tf import data as data_lib
-from byol_tf import distribute, faults, knn
 from byol_tf import probe as probe_lib
 from byol_tf import workdir as workdir_lib
 from byol_tf.callbacks import EncoderExport, MetricsLogger, TargetEMA
@@ -36,7 +36,12 @@ from byol_tf.models import (
 from byol_tf.models.bn_stats import batchnorm_layers, estimate_batchnorm_statistics
 from byol_tf.monitor import KnnMonitor
 from byol_tf.optimizers import build_optimizer
-from byol_tf.schedules import AtLoopStep, build_lr_schedule, target_tau
+from byol_tf.schedules import (
+    AtLoopStep,
+    build_lr_schedule,
+    build_predictor_lr_schedule,
+    target_tau,
+)
 from byol_tf.step import compile_train_function, make_train_function
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -123,7 +128,16 @@ class Trainer:
                 self.steps["steps_per_epoch"], config.data.global_batch_size
             )
             self.lr_schedule = build_lr_schedule(config, self.steps)
-            optimizer = build_optimizer(config, AtLoopStep(self.lr_schedule, self.position.step))
+            predictor_schedule = build_predictor_lr_schedule(config, self.steps)
+            optimizer = build_optimizer(
+                config,
+                AtLoopStep(self.lr_schedule, self.position.step),
+                predictor_learning_rate=(
+                    AtLoopStep(predictor_schedule, self.position.step)
+                    if predictor_schedule is not None
+                    else None
+                ),
+            )
             if config.train.precision == "float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(
                     optimizer, initial_scale=config.train.fp16_initial_loss_scale
@@ -165,6 +179,7 @@ class Trainer:
             config.ema.tau_base,
             self.steps["total_steps"],
             in_step=config.train.steps_per_call > 1,
+            tau_schedule=config.ema.tau_schedule,
         )
         # Other workers export too (saving may need their collectives), to a temporary
         # directory that is removed after each export, as tf.distribute recommends.
@@ -308,7 +323,12 @@ class Trainer:
                         "loss": last_loss,
                         "lr": float(self.lr_schedule(step - 1)),
                         "tau": float(
-                            target_tau(step - 1, c.ema.tau_base, self.steps["total_steps"])
+                            target_tau(
+                                step - 1,
+                                c.ema.tau_base,
+                                self.steps["total_steps"],
+                                c.ema.tau_schedule,
+                            )
                         ),
                         "collapse_std": collapse,
                         **probe_last,
@@ -455,5 +475,6 @@ def train_and_evaluate(
     if not summary["preempted"] and trainer.is_chief:
         summary.update(trainer.evaluate_knn())
     if trainer.is_chief:
+        summary["machine"] = cpu.machine()  # CPU class and oneDNN decide the speed
         summary["summary_path"] = write_summary(workdir, summary)
     return summary

@@ -89,7 +89,7 @@ def test_target_is_exact_ema_of_online_after_each_step(tmp_path, steps_per_call)
     old_target = numpy_weights(target)
     trainer.fit(stop_at_step=steps_per_call)
     if steps_per_call == 1:
-        tau = float(target_tau(0, c.ema.tau_base, 2))
+        tau = float(target_tau(0, c.ema.tau_base, 2, c.ema.tau_schedule))
         for o, t, t0 in zip(numpy_weights(online), numpy_weights(target), old_target):
             np.testing.assert_allclose(t, tau * t0 + (1 - tau) * o, rtol=1e-6, atol=1e-7)
     # Whatever the number of steps per call, the online weights moved and the target followed
