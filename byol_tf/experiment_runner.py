@@ -44,10 +44,16 @@ class Run:
     workdir: str
     data_overrides: dict[str, str]
     local: bool = False
+    seed: int | None = None  # None: the config's own seed (one run per variant)
 
     @property
     def key(self) -> str:
-        return f"{self.suite}/{self.name}"
+        return f"{self.suite}/{self.name}" + ("" if self.seed is None else f"/seed{self.seed}")
+
+    @property
+    def overrides(self) -> dict:
+        """The command-line overrides: the data, then the seed."""
+        return {**self.data_overrides, **({} if self.seed is None else {"seed": self.seed})}
 
     @property
     def arg(self) -> str:
@@ -59,7 +65,7 @@ class Run:
 
     def config(self) -> ml_collections.ConfigDict:
         """The config tools/train.py will resolve from the command."""
-        return apply_overrides(load_config(self.config_arg), self.data_overrides)
+        return apply_overrides(load_config(self.config_arg), self.overrides)
 
     def command(self, python: str = sys.executable, root: str | None = None) -> list[str]:
         """The tools/train.py command; with `root`, paths under it are written relative to it."""
@@ -76,7 +82,7 @@ class Run:
             show(tool),
             f"--config={show(self.config_file)}:{self.arg}",
             f"--workdir={show(self.workdir)}",
-            *(f"--config.{k}={v}" for k, v in self.data_overrides.items()),
+            *(f"--config.{k}={v}" for k, v in self.overrides.items()),
         ]
 
     def display_command(self) -> str:
@@ -105,23 +111,40 @@ def plan_runs(
     data_train: str = "",
     data_test: str = "",
     local: bool = False,
+    seeds: tuple[int, ...] = (),
+    variants: tuple[str, ...] = (),
 ) -> list[Run]:
-    """The runs of `suite` ("all": every suite of SUITES) in table order."""
+    """The runs of `suite` ("all": every suite of SUITES) in table order; with `variants`,
+    only those (a name no suite has is an error).
+
+    With `seeds`, each variant runs once per seed, in `<variant>/seed<N>`, every variant at one
+    seed before the next seed; without, once with its config's seed, in `<variant>`.
+    """
     suites = SUITES if suite == "all" else (suite,)
     runs = []
+    known = {v for name in suites for v in load_suite(configs_dir, name)}
+    unknown = sorted(set(variants) - known)
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}: use some of {', '.join(sorted(known))}.")
     for name in suites:
-        for variant_name, variant in load_suite(configs_dir, name).items():
-            runs.append(
-                Run(
-                    suite=name,
-                    name=variant_name,
-                    variant=variant,
-                    config_file=os.path.join(configs_dir, f"{name}.py"),
-                    workdir=os.path.join(workdir_root, name, variant_name),
-                    data_overrides=data_overrides(data_train, data_test),
-                    local=local,
+        # Seed by seed: a suite stopped halfway has every variant at the first seeds.
+        for seed in seeds or (None,):
+            for variant_name, variant in load_suite(configs_dir, name).items():
+                if variants and variant_name not in variants:
+                    continue
+                workdir = os.path.join(workdir_root, name, variant_name)
+                runs.append(
+                    Run(
+                        suite=name,
+                        name=variant_name,
+                        variant=variant,
+                        config_file=os.path.join(configs_dir, f"{name}.py"),
+                        workdir=workdir if seed is None else os.path.join(workdir, f"seed{seed}"),
+                        data_overrides=data_overrides(data_train, data_test),
+                        local=local,
+                        seed=seed,
+                    )
                 )
-            )
     return runs
 
 
@@ -155,7 +178,8 @@ def _check_same_config(run: Run, resolved: dict) -> None:
 
 def _find_twin(workdir_root: str, resolved: dict, own: str) -> str | None:
     """A finished run elsewhere under `workdir_root` with exactly this config."""
-    for path in sorted(glob.glob(os.path.join(workdir_root, "*", "*", "config.json"))):
+    pattern = os.path.join(workdir_root, "**", "config.json")
+    for path in sorted(glob.glob(pattern, recursive=True)):
         workdir = os.path.dirname(path)
         if os.path.abspath(workdir) == os.path.abspath(own):
             continue
@@ -243,7 +267,13 @@ def run_one(
                 return Outcome(run, "failed", workdir, note="no final summary.json")
             record = {"command": run.display_command(), "wall_s": time.perf_counter() - start}
     if dry_run:
-        return Outcome(run, status, workdir, summary, record, note)
+        # Reading summary.json costs nothing: a run the runner did not see finish (it was
+        # stopped while the run went on) still shows its numbers.
+        metrics = dict(record.get("metrics", {}))
+        for name, evaluate in evaluators.items():
+            if evaluate in SUMMARY_EVALUATORS:
+                metrics[name] = evaluate(workdir, summary, config)
+        return Outcome(run, status, workdir, summary, {**record, "metrics": metrics}, note)
     metrics = record.setdefault("metrics", {})
     for name, evaluate in evaluators.items():
         if name not in metrics or evaluate in SUMMARY_EVALUATORS:
@@ -264,18 +294,31 @@ def run_suite(
     local: bool = False,
     dry_run: bool = False,
     launch: Callable[[Run], None] = _subprocess_launch,
+    seeds: tuple[int, ...] = (),
+    variants: tuple[str, ...] = (),
+    report_only: bool = False,
 ) -> list[Outcome]:
     """Runs (or, with `dry_run`, only inspects) every run of `suite` and writes its tables.
 
     Returns the outcomes in table order. Runs go one after another; a failed run is reported
-    and the suite continues with the next one. With `dry_run` nothing is trained or written.
+    and the suite continues with the next one. With `dry_run` nothing is trained or written;
+    with `report_only` nothing is trained and the tables are written from the finished runs
+    (the others shown as not run). `variants` trains only those; the table still has every
+    variant of the suite, the others as they stand.
     """
+    dry_run = dry_run or report_only
     evaluators = EVALUATORS if evaluators is None else evaluators
     plots_dir = plots_dir or os.path.join(os.path.dirname(os.path.abspath(output)), "experiments")
-    runs = plan_runs(suite, configs_dir, workdir_root, data_train, data_test, local)
+    runs = plan_runs(suite, configs_dir, workdir_root, data_train, data_test, local, seeds)
+    chosen = {
+        r.key
+        for r in plan_runs(
+            suite, configs_dir, workdir_root, data_train, data_test, local, seeds, variants
+        )
+    }
     outcomes, planned = [], {}
     for i, run in enumerate(runs):
-        outcome = run_one(run, workdir_root, evaluators, launch, dry_run)
+        outcome = run_one(run, workdir_root, evaluators, launch, dry_run or run.key not in chosen)
         if dry_run and outcome.status == "not run":
             # A real run trains the first of identical configs and reuses it for the others.
             key = json.dumps(_resolved(run.config()), sort_keys=True)
@@ -283,7 +326,7 @@ def run_suite(
                 outcome.note = f"will reuse {planned[key]}"
             planned.setdefault(key, run.key)
         outcomes.append(outcome)
-        if not dry_run:
+        if not dry_run or (report_only and i == len(runs) - 1):
             # Rewritten after every run, so the document shows progress through a long suite.
             pending = [Outcome(r, "not run", r.workdir) for r in runs[i + 1 :]]
             table = [o for o in outcomes + pending if o.run.suite == run.suite]
@@ -301,11 +344,12 @@ def _plot(outcomes: list[Outcome], plots_dir: str) -> dict[str, str]:
         if o.summary is None or not os.path.exists(metrics):
             continue
         records = plots.read_metrics(metrics)
-        curves[o.run.variant.label or o.run.name] = records
+        seed = "" if o.run.seed is None else f"_seed{o.run.seed}"
+        curves[(o.run.variant.label or o.run.name) + seed.replace("_", " ")] = records
         paths[o.run.key] = plots.plot_curves(
             {o.run.name: records},
             "collapse_std",
-            os.path.join(plots_dir, f"{o.run.suite}_{o.run.name}.png"),
+            os.path.join(plots_dir, f"{o.run.suite}_{o.run.name}{seed}.png"),
             title=f"{o.run.key}: collapse indicator",
         )
     if curves:
@@ -324,8 +368,35 @@ def _number(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _seeded(values: list, digits: int, percent: bool) -> str:
+    """One cell: the value, or over several seeds "median (min–max): each seed's"."""
+    show = _percent if percent else (lambda v: _number(v, digits))
+    known = [v for v in values if v is not None]
+    if len(values) == 1 or not known:
+        return show(values[0])
+    each = " / ".join(show(v) for v in values)
+    if len(known) == 1:
+        return f"{show(known[0])}: {each}"
+    return f"{show(_median(known))} ({show(min(known))}–{show(max(known))}): {each}"
+
+
+def _groups(outcomes: list[Outcome]) -> list[list[Outcome]]:
+    """The outcomes of each variant together (its seeds), in table order."""
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o.run.suite, o.run.name), []).append(o)
+    return list(groups.values())
+
+
 def render_table(outcomes: list[Outcome], plot_paths: Mapping[str, str], output_dir: str) -> str:
-    """The markdown table of one suite's outcomes."""
+    """The markdown table of one suite's outcomes: a row per variant. Over several seeds a
+    cell gives the median, the range and every seed's value, in the seeds' order."""
     metric_keys = []
     for o in outcomes:
         for values in o.record.get("metrics", {}).values():
@@ -333,25 +404,34 @@ def render_table(outcomes: list[Outcome], plot_paths: Mapping[str, str], output_
     head = ["run", "literature", *(METRIC_TITLES.get(k, k) for k in metric_keys)]
     head += ["collapse_std (end)", "loss (end)", "epochs", "time (min)", "curve", "command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for o in outcomes:
-        merged = {}
-        for values in o.record.get("metrics", {}).values():
-            merged.update(values)
-        summary = o.summary or {}
-        wall = o.record.get("wall_s")
-        plot = plot_paths.get(o.run.key)
-        name = o.run.variant.label or o.run.name
-        if o.status != "finished":
-            name += f" ({o.status}{': ' + o.note if o.note else ''})"
-        cells = [name, o.run.variant.literature or "—"]
-        cells += [_percent(merged.get(k)) for k in metric_keys]
+    for group in _groups(outcomes):
+        merged = []
+        for o in group:
+            values = {}
+            for metrics in o.record.get("metrics", {}).values():
+                values.update(metrics)
+            merged.append(values)
+        summaries = [o.summary or {} for o in group]
+        first = group[0]
+        walls = [o.record.get("wall_s") for o in group]
+        plot = plot_paths.get(first.run.key)
+        name = first.run.variant.label or first.run.name
+        seeds = [o.run.seed for o in group if o.run.seed is not None]
+        if seeds:
+            name += f" (seeds {', '.join(map(str, seeds))})"
+        for o in group:
+            if o.status != "finished":
+                where = "" if o.run.seed is None else f"seed {o.run.seed} "
+                name += f" ({where}{o.status}{': ' + o.note if o.note else ''})"
+        cells = [name, first.run.variant.literature or "—"]
+        cells += [_seeded([m.get(k) for m in merged], 1, True) for k in metric_keys]
         cells += [
-            _number(summary.get("collapse_std"), 3),
-            _number(summary.get("final_loss"), 3),
-            _number(summary.get("epochs"), 1),
-            _number(None if wall is None else wall / 60, 1),
+            _seeded([s.get("collapse_std") for s in summaries], 3, False),
+            _seeded([s.get("final_loss") for s in summaries], 3, False),
+            _number(summaries[0].get("epochs"), 1),
+            _seeded([None if w is None else w / 60 for w in walls], 1, False),
             f"[png]({os.path.relpath(plot, output_dir)})" if plot else "—",
-            f"`{o.run.display_command()}`",
+            f"`{first.run.display_command()}`",
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,26 @@ SUITES = (
     "batch_size",
     "contrastive",
 )
+# The recipe searches (docs/recipe.md), not part of "all": variants of configs/cifar10_cpu.py at
+# a one-epoch proxy budget, and of configs/default.py.
+RECIPE_SUITES = ("recipe_proxy", "default_recipe")
 LOCAL = "local"
+
+# The recipe levers at the values configs/cifar10_cpu.py and configs/default.py had before the
+# recipe search: the paper's LARS, tau from 0.99 on the cosine schedule, the paper's blur. The
+# recipe suites write them out, so that a row stays the same run whatever those configs become.
+PREVIOUS_SHORT_RECIPE = {
+    "optimizer.base_lr": 1.0,
+    "optimizer.trust_coefficient": 1e-3,
+    "optimizer.clip_local_lr": False,
+    "optimizer.weight_decay": 1e-6,
+    "optimizer.predictor_lr_multiplier": 1.0,
+    "optimizer.predictor_lr_decay": True,
+    "ema.tau_base": 0.99,
+    "ema.tau_schedule": "cosine",
+    "augment.view1.blur_p": 1.0,
+    "augment.view2.blur_p": 0.1,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,10 +108,11 @@ def variant_config(
 
 
 def suite_config(
-    suite_file: str, variants: Mapping[str, Variant]
+    suite_file: str, variants: Mapping[str, Variant], base_file: str | None = None
 ) -> Callable[..., ml_collections.ConfigDict]:
-    """The `get_config(arg)` of the suite file `suite_file`, over the `_base.py` beside it."""
-    base_file = os.path.join(os.path.dirname(os.path.abspath(suite_file)), "_base.py")
+    """The `get_config(arg)` of the suite file `suite_file`, over `base_file` (default: the
+    `_base.py` beside it). A base must have a `local` variant, the tiny one the tests run."""
+    base_file = base_file or os.path.join(os.path.dirname(os.path.abspath(suite_file)), "_base.py")
 
     def get_config(arg: str = "") -> ml_collections.ConfigDict:
         return variant_config(base_file, variants, arg)

@@ -43,7 +43,7 @@ def _distinct_local_configs() -> list:
 
 def test_every_suite_is_a_file_and_every_file_a_suite():
     files = sorted(f[:-3] for f in os.listdir(CONFIGS) if f.endswith(".py") and f[0] != "_")
-    assert files == sorted(experiments.SUITES)
+    assert files == sorted(experiments.SUITES + experiments.RECIPE_SUITES)
     assert len(_all_variants()) >= 2 + 5 + 2 + 1 + 4 + 4 + 4 + 2
     sizes = {
         config_lib.load_config(
@@ -186,7 +186,8 @@ class FakeTrainer:
                 f.write("\n")
         summary = dict(
             steps=20, epochs=2.0, final_loss=1.25, collapse_std=collapse, preempted=False,
-            knn_top1_learned=0.5 if run.name == "byol" else 0.25, knn_top1_random=0.125,
+            knn_top1_learned=(0.5 if run.name == "byol" else 0.25) + 0.1 * (run.seed or 0),
+            knn_top1_random=0.125,
         )  # fmt: skip
         with open(os.path.join(run.workdir, "summary.json"), "w") as f:
             json.dump(summary, f)
@@ -323,6 +324,59 @@ def test_runs_recorded_before_a_field_existed_are_still_finished_and_reused(tmp_
         _run(tmp_path, "contrastive", fake)
 
 
+def test_seeds_run_every_variant_per_seed_and_the_table_gives_the_spread(tmp_path):
+    fake = FakeTrainer(fail={"contrastive/nt_xent/seed2"})
+    outcomes = _run(tmp_path, "contrastive", fake, seeds=(0, 1, 2))
+    # Seed by seed, so a suite stopped halfway has every variant at the first seeds.
+    assert fake.launched == [
+        f"contrastive/{name}/seed{seed}" for seed in (0, 1, 2) for name in ("byol", "nt_xent")
+    ]
+    assert [o.status for o in outcomes][-1] == "failed"
+    assert (tmp_path / "runs" / "contrastive" / "byol" / "seed1" / "summary.json").exists()
+    config = json.loads(
+        (tmp_path / "runs" / "contrastive" / "byol" / "seed2" / "config.json").read_text()
+    )
+    assert config["seed"] == 2
+    text = (tmp_path / "docs" / "experiments.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 3  # the header and one row per variant
+    # byol learned 50, 60, 70 for seeds 0, 1, 2: median, range, then each seed.
+    assert "| BYOL (seeds 0, 1, 2) | 57.7 | 60.0 (50.0–70.0): 50.0 / 60.0 / 70.0 |" in rows[1]
+    assert "| 12.5 (12.5–12.5): 12.5 / 12.5 / 12.5 |" in rows[1]
+    assert "--config.seed=0`" in rows[1]
+    # The failed seed is named, and its missing value shown as such.
+    assert "(seed 2 failed: Command" in rows[2]
+    assert "30.0 (25.0–35.0): 25.0 / 35.0 / —" in rows[2]
+    # Rerun: only the failed seed trains again.
+    again = FakeTrainer()
+    _run(tmp_path, "contrastive", again, seeds=(0, 1, 2))
+    assert again.launched == ["contrastive/nt_xent/seed2"]
+
+
+def test_variants_train_a_subset_and_report_only_trains_nothing(tmp_path):
+    fake = FakeTrainer()
+    _run(tmp_path, "contrastive", fake, seeds=(0, 1), variants=("nt_xent",))
+    assert fake.launched == ["contrastive/nt_xent/seed0", "contrastive/nt_xent/seed1"]
+    text = (tmp_path / "docs" / "experiments.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    # The table keeps every variant: the one not trained is shown as not run.
+    assert "| BYOL (seeds 0, 1) (seed 0 not run) (seed 1 not run) |" in rows[1]
+    assert (
+        "| NT-Xent (SimCLR loss) (seeds 0, 1) | 44.1 | 30.0 (25.0–35.0): 25.0 / 35.0 |" in (rows[2])
+    )
+    with pytest.raises(ValueError, match="Unknown variants \\['nope'\\]"):
+        _run(tmp_path, "contrastive", fake, variants=("nope",))
+
+    (tmp_path / "docs" / "experiments.md").unlink()
+
+    def refuse(run):
+        raise AssertionError(f"report_only launched {run.key}")
+
+    outcomes = _run(tmp_path, "contrastive", refuse, seeds=(0, 1), report_only=True)
+    assert [o.status for o in outcomes] == ["not run", "finished", "not run", "finished"]
+    assert (tmp_path / "docs" / "experiments.md").read_text() == text
+
+
 def test_failed_run_is_reported_and_the_suite_goes_on(tmp_path):
     fake = FakeTrainer(fail={"contrastive/byol"})
     outcomes = _run(tmp_path, "contrastive", fake)
@@ -411,3 +465,60 @@ def test_tool_runs_a_real_suite_and_resumes(tmp_path):
     )
     assert [o.status for o in again] == ["finished"]
     assert (tmp_path / "experiments.md").read_text() == table
+
+
+# --- the recipe searches ----------------------------------------------------------------------
+
+
+def _recipe_variants() -> list[tuple[str, str]]:
+    return [
+        (suite, name)
+        for suite in experiments.RECIPE_SUITES
+        if os.path.exists(os.path.join(CONFIGS, f"{suite}.py"))
+        for name in experiments.load_suite(CONFIGS, suite)
+    ]
+
+
+def _recipe_base(suite: str) -> str:
+    text = open(os.path.join(CONFIGS, f"{suite}.py")).read()
+    base = "default.py" if '"default.py"' in text else "cifar10_cpu.py"
+    return os.path.join(REPO, "configs", base)
+
+
+def test_recipe_variants_differ_from_their_base_only_where_they_say():
+    variants = _recipe_variants()
+    assert len(variants) >= 2 * 2 + 2  # at least the proxy's and the default's candidates
+    for suite, name in variants:
+        base = workdir.flatten(json.loads(config_lib.load_config(_recipe_base(suite)).to_json()))
+        config = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name}")
+        config_lib.validate(config)
+        resolved = workdir.flatten(json.loads(config.to_json()))
+        overrides = experiments.load_suite(CONFIGS, suite)[name].overrides
+        for key, value in overrides.items():
+            expected = list(value) if isinstance(value, tuple) else value
+            assert resolved[key] == expected, (suite, name, key)
+        assert {k for k in base if base[k] != resolved[k]} <= set(overrides), (suite, name)
+        text = open(os.path.join(CONFIGS, f"{suite}.py")).read().split('"""')[1]
+        assert f"--suite={suite} --seeds=" in text and "--output=docs/recipe.md" in text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "recipe_proxy:solo_predictor10",  # clipped LARS, the predictor's own rate
+        "recipe_proxy:lightly_sgd",  # a LARS scope matching nothing: momentum SGD, constant tau
+        "default_recipe:predictor10",
+    ],
+)
+def test_recipe_config_runs_two_steps(tmp_path, key, eager_steps):
+    suite, name = key.split(":")
+    c = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name},local")
+    c.schedule.total_steps = 3
+    c.augment.on_device = True
+    c.eval.knn_train = c.eval.knn_test = ""
+    trainer = train.Trainer(c, str(tmp_path))
+    before = [v.numpy() for v in trainer.online.trainable_variables]
+    summary = trainer.fit(stop_at_step=2)
+    assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
+    after = trainer.online.trainable_variables
+    assert max(np.abs(a - b.numpy()).max() for a, b in zip(before, after)) > 0

@@ -2,7 +2,8 @@
 
   python tools/run_experiments.py --suite=<name|all> --output=docs/experiments.md \
       --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val \
-      [--workdir_root=workdirs/experiments] [--eval=knn] [--dry_run] [--local]
+      [--workdir_root=workdirs/experiments] [--eval=knn] [--dry_run] [--local] \
+      [--seeds=0,1,2] [--variants=a,b] [--report_only]
 
 One run after another, each with tools/train.py; rerunning the same command skips finished
 runs (and runs identical to a finished one), so an interrupted suite resumes. --dry_run
@@ -34,6 +35,18 @@ _CONFIGS_DIR = flags.DEFINE_string(
 _EVAL = flags.DEFINE_list("eval", ["knn"], f"Evaluations: {', '.join(runner.EVALUATORS)}.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the plan; train and write nothing.")
 _LOCAL = flags.DEFINE_bool("local", False, "Tiny variants on synthetic data (smoke test).")
+_SEEDS = flags.DEFINE_list(
+    "seeds",
+    [],
+    "Run every variant once per seed (e.g. 0,1,2), in <variant>/seed<N>; the table gives each "
+    "seed's value, the median and the range. Empty: once, with the config's seed.",
+)
+_VARIANTS = flags.DEFINE_list(
+    "variants", [], "Train only these variants of the suite; the table keeps every variant."
+)
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Train nothing; write the tables from the runs that finished."
+)
 flags.mark_flag_as_required("suite")
 
 
@@ -65,11 +78,14 @@ def main(argv):
         evaluators={name: runner.EVALUATORS[name] for name in _EVAL.value},
         local=_LOCAL.value,
         dry_run=_DRY_RUN.value,
+        seeds=tuple(int(seed) for seed in _SEEDS.value),
+        variants=tuple(_VARIANTS.value),
+        report_only=_REPORT_ONLY.value,
     )
     for o in outcomes:
         print(f"{o.status:>8}  {o.run.key:<32} {o.note or o.run.display_command()}")
     failed = [o.run.key for o in outcomes if o.status == "failed"]
-    if not _DRY_RUN.value:
+    if not _DRY_RUN.value or _REPORT_ONLY.value:
         print(f"Tables written to {output}")
     if failed:
         sys.exit(f"Failed runs: {', '.join(failed)}")
