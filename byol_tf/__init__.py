@@ -3,10 +3,15 @@
 The public API in one place; see the README for a worked example.
 """
 
-from byol_tf.config import base_config, load_config
-from byol_tf.export import export_encoder, load_encoder
-from byol_tf.models import build_encoder, build_towers
-from byol_tf.train import Trainer, train_and_evaluate
+# Before anything imports TensorFlow: oneDNN on unless the user chose (byol_tf/cpu.py).
+from byol_tf import cpu as _cpu
+
+_ONEDNN = _cpu.default_onednn_on()
+
+from byol_tf.config import base_config, load_config  # noqa: E402
+from byol_tf.export import export_encoder, load_encoder  # noqa: E402
+from byol_tf.models import build_encoder, build_towers  # noqa: E402
+from byol_tf.train import Trainer, train_and_evaluate  # noqa: E402
 
 __all__ = [
     "Trainer",
@@ -19,3 +24,5 @@ __all__ = [
     "train_and_evaluate",
 ]
 __version__ = "0.1.0"
+
+_cpu.warn_if_onednn_off(_ONEDNN)

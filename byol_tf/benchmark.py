@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -40,7 +39,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from byol_tf import augment, conv_profile, step_profile
+from byol_tf import augment, conv_profile, cpu, step_profile
 from byol_tf import data as data_lib
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.step import compile_train_function, make_train_function
@@ -71,9 +70,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _tensor_memory_mb() -> dict:
-    """{"current", "peak"}: MiB of tensors TF's CPU allocator holds now and at most so far."""
-    return {k: v / 2**20 for k, v in tf.config.experimental.get_memory_info("CPU:0").items()}
+# Why `tensor_peak_mb` can be missing: TF's default CPU allocator keeps statistics only with
+# oneDNN on (byol_tf/cpu.py); TF_CPU_ALLOCATOR_USE_BFC=true gives them without oneDNN.
+NO_ALLOCATOR_STATS = (
+    "TensorFlow's CPU allocator keeps no statistics in this process (oneDNN off: "
+    "TF_ENABLE_ONEDNN_OPTS=1 or TF_CPU_ALLOCATOR_USE_BFC=true turns them on)"
+)
+
+
+def _tensor_memory_mb() -> dict | None:
+    """{"current", "peak"}: MiB of tensors TF's CPU allocator holds now and at most so far;
+    None where the allocator keeps no statistics."""
+    try:
+        info = tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:  # "Allocator stats not available for device 'CPU:0'"
+        return None
+    return {k: v / 2**20 for k, v in info.items()}
 
 
 def _cpu_seconds() -> float:
@@ -249,10 +261,16 @@ def _fixed_batch_step(config, source, workdir: str):
 def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
     """The full step on one fixed in-memory batch of views (augmentation excluded)."""
     c, trainer, call, steps_per_call = _fixed_batch_step(config, source, workdir)
-    held_mb = _tensor_memory_mb()["current"]  # weights, optimizer state, the fixed views
-    tf.config.experimental.reset_memory_stats("CPU:0")
+    held = _tensor_memory_mb()  # weights, optimizer state, the fixed views
+    if held is not None:
+        tf.config.experimental.reset_memory_stats("CPU:0")
     t = time_windows(call, timing)
-    tensor_peak_mb = _tensor_memory_mb()["peak"]
+    after = _tensor_memory_mb()
+    memory = (
+        {"tensor_peak_mb": after["peak"], "tensor_held_before_mb": held["current"]}
+        if held is not None and after is not None
+        else {"tensor_peak_mb": None, "tensor_held_before_mb": None, "missing": NO_ALLOCATOR_STATS}
+    )
     flops = byol_step_flops(trainer.online, c.data.image_size)
     images_per_s = _rate(t, c.data.global_batch_size * steps_per_call)
     ema = {}
@@ -275,8 +293,7 @@ def bench_train_step(config, source, workdir: str, timing: Timing) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         # TF's allocator: the most bytes its tensors held at once during the step, and before
         # it. The rest of the RSS is the runtime, oneDNN's caches and malloc's free lists.
-        "tensor_peak_mb": tensor_peak_mb,
-        "tensor_held_before_mb": held_mb,
+        **memory,
         **flops,
     }
 
@@ -435,23 +452,6 @@ def settings(config: ml_collections.ConfigDict) -> dict:
     }
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-    }
-
-
 def run_benchmark(
     config: ml_collections.ConfigDict,
     parts: tuple[str, ...] = PARTS,
@@ -473,7 +473,7 @@ def run_benchmark(
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"Unknown benchmark parts {sorted(unknown)}; choose from {PARTS}.")
-    report = {"settings": settings(config), "machine": machine(), "timing": vars(timing)}
+    report = {"settings": settings(config), "machine": cpu.machine(), "timing": vars(timing)}
     # TF and Keras are loaded, no model exists yet: the runtime's own share of every peak below
     # (docs/performance.md compares the memory above it with the peer's above torch's).
     report["start_rss_mb"] = peak_rss_mb()

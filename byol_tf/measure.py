@@ -8,10 +8,8 @@ JSON records that name the machine they were measured on.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,24 +18,7 @@ import time
 
 import ml_collections
 
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    import tensorflow as tf
-
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
-    except OSError:
-        pass
-    return {
-        "cpu": model or platform.processor(),
-        "cpu_cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
+from byol_tf import cpu
 
 
 def _status_kb(field: str) -> int:
@@ -96,7 +77,7 @@ def input_pipeline_memory(config: ml_collections.ConfigDict, batches: int = 0) -
         "open_seconds": round(t1 - t0, 2),
         "iterate_seconds": round(t2 - t1, 2),
         "images_per_s": round(n * config.data.global_batch_size / max(t2 - t1, 1e-9), 1),
-        "machine": machine(),
+        "machine": cpu.machine(),
     }
 
 

@@ -71,31 +71,42 @@ def test_unknown_part_is_refused():
         benchmark.run_benchmark(c, parts=("trainstep",))
 
 
-@pytest.mark.slow
-def test_tool_writes_json_for_a_tiny_config(tmp_path):
-    output = tmp_path / "bench.json"
+def _run_tool(output, variant: str, parts: str, windows: int, env=None) -> dict:
+    """tools/benchmark.py on configs/benchmark.py:<variant>; the JSON report it wrote."""
     result = subprocess.run(
         [
             sys.executable,
             os.path.join(REPO, "tools", "benchmark.py"),
-            "--config=" + os.path.join(REPO, "configs", "benchmark.py") + ":local,device_aug",
+            "--config=" + os.path.join(REPO, "configs", "benchmark.py") + f":{variant}",
             f"--output={output}",
-            "--parts=train_step,augment,augmented_step,end_to_end",
+            f"--parts={parts}",
             "--warmup=1",
-            "--windows=2",
+            f"--windows={windows}",
             "--calls=1",
         ],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+@pytest.mark.slow
+def test_tool_writes_json_for_a_tiny_config(tmp_path):
+    output = tmp_path / "bench.json"
+    parts = "train_step,augment,augmented_step,end_to_end"
+    report = _run_tool(output, "local,device_aug", parts, windows=2)
     assert report["settings"]["augment_on_device"] is True
     assert report["settings"]["global_batch_size"] == 8
     for part in ("train_step", "augment", "augmented_step", "end_to_end"):
         assert report[part]["images_per_s"] > 0
     assert report["augment"]["placement"] == "device (in the step)"
+    # byol-tf turns oneDNN on unless the environment says otherwise (byol_tf/cpu.py).
+    user = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower()
+    assert report["machine"]["onednn_enabled"] is (user not in ("0", "false"))
+    assert report["machine"]["cpu_vector_isa"] != ""
     assert report["end_to_end"]["source"] == "synthetic:train"
     assert len(report["train_step"]["seconds_per_step"]) == 2
     assert report["train_step"]["gflops_per_s"] == pytest.approx(
@@ -114,6 +125,23 @@ def test_tool_writes_json_for_a_tiny_config(tmp_path):
     # The EMA update is part of the step, so alone it takes less than a whole step.
     assert 0 < report["train_step"]["ema_share_of_step"] < 1
     assert "matmul" not in report
+
+
+@pytest.mark.slow
+def test_tool_reports_missing_allocator_statistics_with_onednn_off(tmp_path):
+    """TF's Eigen path (the default on CPUs without AVX-512 VNNI/BF16 or AMX): the CPU
+    allocator keeps no statistics, so the step's tensor memory is reported missing, with the
+    reason, and everything else is still measured."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
+    report = _run_tool(tmp_path / "bench.json", "local", "train_step", windows=1, env=env)
+    step = report["train_step"]
+    assert step["images_per_s"] > 0 and step["peak_rss_mb"] > 0
+    assert step["tensor_peak_mb"] is None and step["tensor_held_before_mb"] is None
+    assert step["missing"] == benchmark.NO_ALLOCATOR_STATS
+    machine = report["machine"]
+    assert machine["onednn_enabled"] is False
+    assert machine["TF_ENABLE_ONEDNN_OPTS"] == "0" and machine["onednn_chosen_by"] == "user"
 
 
 def test_augment_ops_breakdown_times_every_op_and_shares_sum_to_one():

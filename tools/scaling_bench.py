@@ -18,7 +18,7 @@ import _bootstrap  # noqa: F401  (repo root on sys.path)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from byol_tf import measure
+from byol_tf import cpu, measure
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -72,7 +72,7 @@ def main(argv):
     records = measure.run_scaling_bench(
         os.path.abspath(__file__), setups, passed, _PER_REPLICA.value
     )
-    result = {"command": " ".join(["python", *sys.argv]), "machine": measure.machine()}
+    result = {"command": " ".join(["python", *sys.argv]), "machine": cpu.machine()}
     result["records"] = records
     with open(_OUTPUT.value, "w") as f:
         json.dump(result, f, indent=2)
