@@ -135,7 +135,8 @@ def base_config() -> ml_collections.ConfigDict:
     # exact rule and how it differs from solo-learn's.
     c.optimizer.clip_local_lr = False
     # The predictor q's learning rate is the schedule's times this (SimSiam and DirectPred give
-    # the predictor a larger or undecayed rate). LARS only; 1.0 is the paper.
+    # the predictor a larger or undecayed rate). LARS only; 1.0 is the paper. The nt_xent
+    # baseline never runs the predictor, so there it changes nothing.
     c.optimizer.predictor_lr_multiplier = 1.0
     # False: the predictor's rate warms up with the rest, then holds its peak instead of
     # following the cosine decay (SimSiam's "fixed lr for the predictor"). LARS only.

@@ -1,7 +1,7 @@
 """Which CPU kernels TensorFlow runs here: oneDNN on by default, the CPU's vector ISA, the record.
 
 TensorFlow 2.21 turns its oneDNN kernels on by default only on x86 CPUs with AVX-512 VNNI or
-BF16 or AMX; on others (AVX2 laptops and VMs, AMD Zen 2 and 3) it runs its Eigen kernels,
+BF16, AVX-VNNI or AMX; on others (AVX2 laptops and VMs, AMD Zen 2 and 3) it runs its Eigen kernels,
 about half as fast for our step, and its CPU allocator then keeps no statistics. byol-tf asks
 for oneDNN (`TF_ENABLE_ONEDNN_OPTS=1`) unless the user set the variable: the value must be in
 the environment before TensorFlow is imported, so `byol_tf/__init__.py` calls
@@ -32,6 +32,7 @@ _ISA_LEVELS = (
     ("avx512_bf16", ("avx512_bf16",)),
     ("avx512_vnni", ("avx512_vnni",)),
     ("avx512", ("avx512f",)),
+    ("avx_vnni", ("avx_vnni",)),  # AVX2 with VNNI (Alder Lake and later): oneDNN's default too
     ("avx2", ("avx2",)),
     ("avx", ("avx",)),
     ("sse4.2", ("sse4_2",)),
@@ -72,7 +73,7 @@ def warn_if_onednn_off(how: str) -> bool:
 
         logging.warning(
             "TensorFlow was imported before byol_tf with its oneDNN kernels off (its default on "
-            "CPUs without AVX-512 VNNI/BF16 or AMX): training runs about half as fast. Set "
+            "CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX): training runs about half as fast. Set "
             "%s=1 before importing TensorFlow, or import byol_tf first.",
             ONEDNN_VAR,
         )

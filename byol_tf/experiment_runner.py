@@ -309,6 +309,7 @@ def run_suite(
     dry_run = dry_run or report_only
     evaluators = EVALUATORS if evaluators is None else evaluators
     plots_dir = plots_dir or os.path.join(os.path.dirname(os.path.abspath(output)), "experiments")
+    seeds = tuple(dict.fromkeys(seeds))  # a seed given twice runs once
     runs = plan_runs(suite, configs_dir, workdir_root, data_train, data_test, local, seeds)
     chosen = {
         r.key
@@ -326,7 +327,8 @@ def run_suite(
                 outcome.note = f"will reuse {planned[key]}"
             planned.setdefault(key, run.key)
         outcomes.append(outcome)
-        if not dry_run or (report_only and i == len(runs) - 1):
+        last_of_suite = i == len(runs) - 1 or runs[i + 1].suite != run.suite
+        if not dry_run or (report_only and last_of_suite):
             # Rewritten after every run, so the document shows progress through a long suite.
             pending = [Outcome(r, "not run", r.workdir) for r in runs[i + 1 :]]
             table = [o for o in outcomes + pending if o.run.suite == run.suite]
@@ -413,8 +415,9 @@ def render_table(outcomes: list[Outcome], plot_paths: Mapping[str, str], output_
             merged.append(values)
         summaries = [o.summary or {} for o in group]
         first = group[0]
+        shown = next((o for o in group if o.summary), first)  # the first seed that finished
         walls = [o.record.get("wall_s") for o in group]
-        plot = plot_paths.get(first.run.key)
+        plot = plot_paths.get(shown.run.key)
         name = first.run.variant.label or first.run.name
         seeds = [o.run.seed for o in group if o.run.seed is not None]
         if seeds:
@@ -428,7 +431,7 @@ def render_table(outcomes: list[Outcome], plot_paths: Mapping[str, str], output_
         cells += [
             _seeded([s.get("collapse_std") for s in summaries], 3, False),
             _seeded([s.get("final_loss") for s in summaries], 3, False),
-            _number(summaries[0].get("epochs"), 1),
+            _number((shown.summary or {}).get("epochs"), 1),
             _seeded([None if w is None else w / 60 for w in walls], 1, False),
             f"[png]({os.path.relpath(plot, output_dir)})" if plot else "—",
             f"`{first.run.display_command()}`",

@@ -11,8 +11,9 @@ Clipped local rate (`clip_local_lr`, solo-learn's `clip_lr`, NVIDIA apex's LARC 
 the gradient is scaled by `min(local / lr, 1)` instead of the trust ratio, where
 `local = trust_coefficient * ||param|| / ||grad + decay * param||`. The variable then moves at
 the rate `min(local, lr)`: the local rate on its own, no longer multiplied by `lr`, and never
-faster than plain momentum SGD at `lr`. With solo-learn's trust coefficient 0.02 a step moves a
-layer by up to 2% of its norm, twenty times the unclipped paper's 1e-3 * lr. Two differences
+faster than plain momentum SGD at `lr`. With solo-learn's trust coefficient 0.02 each gradient
+adds up to 2% of the layer's norm to the velocity (momentum 0.9 lets steady gradients build
+that to about ten times as much), against the unclipped paper's 1e-3 * lr. Two differences
 from solo-learn: the denominator is DeepMind's `||grad + decay * param||` where solo-learn has
 `||grad|| + decay * ||param|| + 1e-8`, and the cap uses the variable's own rate (the
 predictor's, where it has one) where solo-learn uses its parameter group's.
@@ -113,8 +114,7 @@ def lars_update(
       trust_ratio: False leaves a non-excluded variable's gradient (with weight decay) unscaled:
         outside the LARS scope.
       clip_local_lr: scale by min(trust / lr, 1) instead of trust, so the variable moves at
-        min(trust, lr) (solo-learn's clip_lr; see the module docstring). At lr = 0 the scale is
-        1: the step is 0 either way.
+        min(trust, lr) (solo-learn's clip_lr; see the module docstring).
     """
     param = tf.convert_to_tensor(param)
     dtype = param.dtype
@@ -134,10 +134,14 @@ def lars_update(
             tf.ones_like(param_norm),
         )
         if clip_local_lr:
+            # At lr = 0 the scale is 1: the step is 0 anyway, and the velocity takes the plain
+            # gradient, the limit of min(trust / lr, 1) as lr -> 0. A zero norm keeps the
+            # unclipped fallback 1, as in solo-learn (it clips only where both norms are > 0).
             lr_t = tf.cast(lr, dtype)
             positive = lr_t > 0
             safe_lr = tf.where(positive, lr_t, tf.ones_like(lr_t))
-            trust = tf.where(positive, tf.minimum(trust / safe_lr, 1.0), tf.ones_like(trust))
+            clipped = tf.where(positive, tf.minimum(trust / safe_lr, 1.0), tf.ones_like(trust))
+            trust = tf.where(usable, clipped, trust)
         grad = grad * trust
     momentum = tf.cast(momentum, dtype)
     new_velocity = momentum * velocity + grad

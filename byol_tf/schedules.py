@@ -108,7 +108,8 @@ def target_tau(step, tau_base: float, total_steps: int, schedule: str = "cosine"
 
 @keras.saving.register_keras_serializable(package="byol_tf")
 class WarmupCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """`warmup_cosine` as a Keras learning-rate schedule, evaluated at optimizer.iterations."""
+    """`warmup_cosine` (or, with `decay=False`, `warmup_constant`) as a Keras learning-rate
+    schedule, evaluated at optimizer.iterations."""
 
     def __init__(
         self,

@@ -36,9 +36,6 @@ def get_config(arg: str = ""):
     if arg not in ("", "local"):
         raise ValueError(f"Unknown config argument {arg!r}; the only variant is 'local'.")
     c.model.base_width = 8 if arg == "local" else 16
-    if arg == "local":
-        return c
-    c.data.global_batch_size = 256
     c.optimizer.base_lr = 1.0
     c.optimizer.trust_coefficient = 1e-3
     c.optimizer.clip_local_lr = False
@@ -47,6 +44,9 @@ def get_config(arg: str = ""):
     c.ema.tau_schedule = "cosine"
     c.augment.view1.blur_p = 1.0
     c.augment.view2.blur_p = 0.1
+    if arg == "local":
+        return c
+    c.data.global_batch_size = 256
     c.schedule.epochs = 5
     c.schedule.warmup_epochs = 1
     c.augment.on_device = True

@@ -7,6 +7,10 @@ happens at import time, before any test module touches TF.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As byol-tf's commands do (byol_tf/cpu.py): oneDNN on unless the environment says otherwise.
+# TensorFlow is imported below, before byol_tf could set it. Without oneDNN TF's default CPU
+# allocator keeps no statistics, which the memory tests read.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402

@@ -54,6 +54,7 @@ def test_warns_once_only_when_too_late_and_off(monkeypatch):
         ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "avx512_bf16"),
         ({"avx2", "avx512f", "avx512_vnni"}, "avx512_vnni"),
         ({"avx2", "avx512f"}, "avx512"),
+        ({"avx2", "avx_vnni"}, "avx_vnni"),  # Alder Lake: no AVX-512, oneDNN's default on
         ({"sse4_2", "avx", "avx2", "fma"}, "avx2"),  # e.g. AMD Zen 3
         ({"sse4_2"}, "sse4.2"),
         (set(), "unknown"),

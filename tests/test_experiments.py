@@ -375,6 +375,11 @@ def test_variants_train_a_subset_and_report_only_trains_nothing(tmp_path):
     outcomes = _run(tmp_path, "contrastive", refuse, seeds=(0, 1), report_only=True)
     assert [o.status for o in outcomes] == ["not run", "finished", "not run", "finished"]
     assert (tmp_path / "docs" / "experiments.md").read_text() == text
+    # Over several suites, every suite's table is written.
+    _run(tmp_path, "all", refuse, seeds=(0, 1), report_only=True)
+    written = (tmp_path / "docs" / "experiments.md").read_text()
+    for suite in experiments.SUITES:
+        assert runner.markers(suite)[0] in written, suite
 
 
 def test_failed_run_is_reported_and_the_suite_goes_on(tmp_path):
