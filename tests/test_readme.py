@@ -43,9 +43,14 @@ def test_train_cli_with_overrides_writes_summary(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        # As on a fresh machine: nobody chose oneDNN, so byol-tf turns it on (byol_tf/cpu.py).
+        env={k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
+    machine = summary["machine"]
+    assert machine["onednn_enabled"] is True and machine["onednn_chosen_by"] == "byol-tf"
+    assert machine["TF_ENABLE_ONEDNN_OPTS"] == "1" and machine["cpu_vector_isa"] != "unknown"
     assert summary["steps"] == 3
     assert 0.0 <= summary["knn_top1_learned"] <= 1.0 and 0.0 <= summary["knn_top1_random"] <= 1.0
     assert "kNN top-1 (k=20)" in result.stdout

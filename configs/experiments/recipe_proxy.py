@@ -3,7 +3,7 @@
 Each variant is `configs/cifar10_cpu.py` (ResNet-18 CIFAR stem, base width 16, batch 256) with
 the levers named in its overrides, trained for 1 epoch (175 steps, 35 of warm-up) instead of 5,
 so the whole space fits a few hours of 2 CPU cores. Run with at least two seeds; the best few
-go on to the full budget in `recipe.py`. What was tried, kept and why: docs/recipe.md.
+go on to the full 5-epoch budget at three seeds. What was tried, kept and why: docs/recipe.md.
 
   python tools/run_experiments.py --suite=recipe_proxy --seeds=0,1 --output=docs/recipe.md \
       --workdir_root=workdirs/recipe \
