@@ -112,26 +112,18 @@ def plan_runs(
     data_test: str = "",
     local: bool = False,
     seeds: tuple[int, ...] = (),
-    variants: tuple[str, ...] = (),
 ) -> list[Run]:
-    """The runs of `suite` ("all": every suite of SUITES) in table order; with `variants`,
-    only those (a name no suite has is an error).
+    """The runs of `suite` ("all": every suite of SUITES) in table order.
 
     With `seeds`, each variant runs once per seed, in `<variant>/seed<N>`, every variant at one
     seed before the next seed; without, once with its config's seed, in `<variant>`.
     """
     suites = SUITES if suite == "all" else (suite,)
     runs = []
-    known = {v for name in suites for v in load_suite(configs_dir, name)}
-    unknown = sorted(set(variants) - known)
-    if unknown:
-        raise ValueError(f"Unknown variants {unknown}: use some of {', '.join(sorted(known))}.")
     for name in suites:
         # Seed by seed: a suite stopped halfway has every variant at the first seeds.
         for seed in seeds or (None,):
             for variant_name, variant in load_suite(configs_dir, name).items():
-                if variants and variant_name not in variants:
-                    continue
                 workdir = os.path.join(workdir_root, name, variant_name)
                 runs.append(
                     Run(
@@ -311,12 +303,11 @@ def run_suite(
     plots_dir = plots_dir or os.path.join(os.path.dirname(os.path.abspath(output)), "experiments")
     seeds = tuple(dict.fromkeys(seeds))  # a seed given twice runs once
     runs = plan_runs(suite, configs_dir, workdir_root, data_train, data_test, local, seeds)
-    chosen = {
-        r.key
-        for r in plan_runs(
-            suite, configs_dir, workdir_root, data_train, data_test, local, seeds, variants
-        )
-    }
+    known = {r.name for r in runs}
+    unknown = sorted(set(variants) - known)
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}: use some of {', '.join(sorted(known))}.")
+    chosen = {r.key for r in runs if not variants or r.name in variants}
     outcomes, planned = [], {}
     for i, run in enumerate(runs):
         outcome = run_one(run, workdir_root, evaluators, launch, dry_run or run.key not in chosen)
