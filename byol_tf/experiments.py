@@ -32,8 +32,8 @@ SUITES = (
     "contrastive",
 )
 # The recipe searches (docs/recipe.md), not part of "all": variants of configs/cifar10_cpu.py at
-# a one-epoch proxy budget, and of configs/default.py.
-RECIPE_SUITES = ("recipe_proxy", "default_recipe")
+# a one-epoch proxy budget and at its full budget, and of configs/default.py.
+RECIPE_SUITES = ("recipe_proxy", "recipe_confirm", "default_recipe")
 LOCAL = "local"
 
 # The recipe levers at the values configs/cifar10_cpu.py and configs/default.py had before the
