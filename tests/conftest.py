@@ -8,9 +8,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As byol-tf's commands do (byol_tf/cpu.py): oneDNN on unless the environment says otherwise.
-# TensorFlow is imported below, before byol_tf could set it. Without oneDNN TF's default CPU
-# allocator keeps no statistics, which the memory tests read.
+# TensorFlow is imported below, before byol_tf could set it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# With oneDNN off (TF's Eigen kernels, the default on CPUs without AVX-512 VNNI/BF16 or AMX),
+# TF's default CPU allocator keeps no statistics. The BFC allocator keeps them whatever the
+# kernels, so the memory tests measure the same thing on every CPU class.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402

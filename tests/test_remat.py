@@ -143,13 +143,17 @@ def test_remat_lowers_the_tensor_memory_peak_of_a_training_pass():
     peaks = {}
     for remat in (False, True):
         model = ResNet(depth=18, base_width=8, stem="cifar", remat=remat)
-        images = tf.random.stateless_normal([32, 32, 32, 3], seed=[5, 6])
+        images = tf.random.stateless_normal([128, 32, 32, 3], seed=[5, 6])
         model(images[:2], training=False)
-        upstream = tf.ones([32, model.feature_dim])
+        upstream = tf.ones([128, model.feature_dim])
         run = tf.function(_train_pass)
         run(model, images, upstream)  # trace and warm up outside the measurement
         tf.config.experimental.reset_memory_stats("CPU:0")
         run(model, images, upstream)
         peaks[remat] = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    # Without remat a block keeps ~4 feature maps, with it one: about half the peak, measured.
-    assert peaks[True] < 0.75 * peaks[False]
+    # Without remat a block keeps ~4 feature maps, with it one. Measured at batch 128: 0.50 of
+    # the peak with oneDNN's kernels, 0.83 with TF's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0),
+    # whose convolution gradients hold an im2col workspace that no recomputation removes. At
+    # batch 32 that workspace is most of the Eigen peak (0.94), so the test uses 128. A merged
+    # recomputation gives about 1.
+    assert peaks[True] < 0.9 * peaks[False]

@@ -84,7 +84,7 @@ def _step_tensor_peak(per_view: bool, workdir: str) -> float:
     c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
     c.model.base_width = 8
     c.data.image_size = c.data.synthetic.image_size = 32
-    c.data.global_batch_size = 32
+    c.data.global_batch_size = 64
     c.train.backprop_per_view = per_view
     source = benchmark.in_memory_source(c, c.data.global_batch_size)
     _, _, call, _ = benchmark._fixed_batch_step(c, source, workdir)
@@ -99,8 +99,10 @@ def test_per_view_backward_lowers_the_tensor_peak_of_a_step(tmp_path):
     backward, or both views' activations are alive at once and nothing is saved."""
     joint = _step_tensor_peak(False, str(tmp_path / "joint"))
     per_view = _step_tensor_peak(True, str(tmp_path / "per_view"))
-    # Activations dominate the peak here, and each view's are held alone: measured ~0.6.
-    assert per_view < 0.8 * joint
+    # Each view's activations are held alone. Measured at batch 64: 0.67 with oneDNN's kernels,
+    # 0.76 with TF's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0), whose convolution gradients add an
+    # im2col workspace to both (at batch 32, 0.88). Both views alive at once gives about 1.
+    assert per_view < 0.85 * joint
 
 
 def test_compiling_the_train_function_reads_no_batch_and_changes_no_variable(tmp_path):
