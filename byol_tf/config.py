@@ -2,7 +2,7 @@
 
 `base_config()` returns the full `ConfigDict` that each file in `configs/` starts from and
 overrides. Defaults follow Grill et al. (2020) and DeepMind's reference code (see
-docs in README). Durations are written in epochs; `derive_steps` is the one place that turns
+docs/algorithm.md). Durations are written in epochs; `derive_steps` is the one place that turns
 them into steps. `validate` rejects bad values with an error that names the field.
 """
 

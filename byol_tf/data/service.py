@@ -2,7 +2,7 @@
 
 The CPU-heavy part of the input pipeline (read, decode, crop, colour, blur, solarize) runs on
 the service's workers, on other machines; the trainer only receives finished batches. Start a
-dispatcher and workers with `tools/data_service.py` (see the README).
+dispatcher and workers with `tools/data_service.py` (see docs/distributed.md).
 
 What reaches each replica is the same as without the service, batch for batch: the dataset
 registered with the service is a stream of *steps* of this input pipeline, and the dispatcher

@@ -1,6 +1,6 @@
 """The JSON report that `tools/linear_eval.py`, `tools/knn_eval.py` and `tools/finetune.py` write.
 
-One schema for the three tools (version `SCHEMA_VERSION`; documented in the README):
+One schema for the three tools (version `SCHEMA_VERSION`; documented in docs/evaluation.md):
 
     schema_version  int      1
     tool            str      "linear_eval" | "knn_eval" | "finetune"
