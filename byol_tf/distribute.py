@@ -7,22 +7,21 @@ import os
 
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 
 def make_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
     """Returns the strategy for `config.train.strategy`.
 
     `default` is the no-op strategy (CPU or one GPU), `mirrored` uses every local GPU (or the
-    logical CPUs a test configured), `multi_worker` reads TF_CONFIG, `tpu` resolves the TPU at
+    logical CPUs configured in this process: `mirrored_devices`), `multi_worker` reads TF_CONFIG, `tpu` resolves the TPU at
     `config.train.tpu_address`.
     """
     name = config.train.strategy
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
+        return tf.distribute.MirroredStrategy(devices=mirrored_devices())
     if name == "multi_worker":
         tf_config = check_tf_config(os.environ.get("TF_CONFIG", ""))
         _configure_coordination_service(tf_config, config.train.heartbeat_timeout_seconds)
@@ -37,6 +36,26 @@ def make_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"train.strategy={name!r} is not one of default, mirrored, multi_worker, tpu.")
+
+
+def mirrored_devices() -> list[str]:
+    """The devices `mirrored` spans: every local GPU; without one, the logical CPUs, if the
+    process configured several (tests, `tools/scaling_bench.py`). One CPU alone is an error:
+    mirroring it would train as `default` does while the user expects their GPUs to be used.
+    """
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if gpus:
+        return gpus
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(cpus) < 2:
+        raise ValueError(
+            "train.strategy=mirrored found no GPU: TensorFlow sees only the CPU. Check that "
+            "TensorFlow's GPU libraries are installed (python -c \"import tensorflow as tf; "
+            "print(tf.config.list_physical_devices('GPU'))\"), or use train.strategy=default "
+            "on a CPU."
+        )
+    logging.warning("train.strategy=mirrored: no GPU, mirroring over %d logical CPUs.", len(cpus))
+    return cpus
 
 
 def _configure_coordination_service(tf_config: dict, heartbeat_timeout_seconds: float) -> None:

@@ -4,10 +4,13 @@ The SavedModel's `serving_default` signature takes `images`, float32 [N, H, W, 3
 and returns `representation` [N, D]. Input normalisation is inside the encoder, so users
 feed plain [0, 1] images. A second endpoint, `representation_train`, runs the encoder in
 training mode (batch statistics), which fine-tuning from the SavedModel needs.
+`assets.extra/byol_tf.json` (a file TensorFlow's loaders ignore) records the image size the
+encoder was trained at, which the downstream tools use unless told otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -16,6 +19,7 @@ import tensorflow as tf
 
 SIGNATURE_INPUT = "images"
 SIGNATURE_OUTPUT = "representation"
+EXPORT_INFO = os.path.join("assets.extra", "byol_tf.json")
 
 
 def export_encoder(encoder: keras.Model, directory: str, image_size: int) -> str:
@@ -38,7 +42,7 @@ def export_encoder(encoder: keras.Model, directory: str, image_size: int) -> str
         fn=lambda images: {SIGNATURE_OUTPUT: tf.cast(encoder(images, training=True), tf.float32)},
         input_signature=[spec],
     )
-    write_archive(archive, directory)
+    write_archive(archive, directory, info={"image_size": int(image_size)})
     try:
         encoder.save(directory.rstrip("/") + ".keras")
     except (TypeError, ValueError, NotImplementedError) as e:  # a user model that won't serialise
@@ -46,8 +50,11 @@ def export_encoder(encoder: keras.Model, directory: str, image_size: int) -> str
     return directory
 
 
-def write_archive(archive: keras.export.ExportArchive, directory: str) -> str:
-    """Writes `archive` as a SavedModel to `directory`, replacing what is there.
+def write_archive(
+    archive: keras.export.ExportArchive, directory: str, info: dict | None = None
+) -> str:
+    """Writes `archive` as a SavedModel to `directory`, replacing what is there, with `info`
+    in its `EXPORT_INFO` file.
 
     Written next to the destination and renamed, so a crash never leaves half an export in
     place.
@@ -55,6 +62,10 @@ def write_archive(archive: keras.export.ExportArchive, directory: str) -> str:
     tmp = directory.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     archive.write_out(tmp, verbose=False)
+    if info:
+        os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
+        with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
+            json.dump(info, f)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
     return directory
@@ -65,6 +76,16 @@ def load_encoder(directory: str):
     if not tf.saved_model.contains_saved_model(directory):
         raise FileNotFoundError(f"No SavedModel at {directory!r}.")
     return tf.saved_model.load(directory)
+
+
+def export_info(directory: str) -> dict:
+    """What `export_encoder` recorded beside the SavedModel (`image_size`); {} for SavedModels
+    from elsewhere or from before it was recorded."""
+    path = os.path.join(directory, EXPORT_INFO)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def _accepts_any_size(encoder: keras.Model, image_size: int) -> bool:

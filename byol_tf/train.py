@@ -47,6 +47,9 @@ from byol_tf.step import compile_train_function, make_train_function
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+_ONEDNN_STATE = {True: "on", False: "off", None: "unknown"}
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; the message names the step and the last good checkpoint."""
 
@@ -221,12 +224,42 @@ class Trainer:
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
+    def describe(self) -> str:
+        """What this run will do, in the words a user checks first: devices, batch, schedule."""
+        c, steps = self.config, self.steps
+        try:
+            names = self.strategy.extended.worker_devices
+        except RuntimeError:  # the default strategy: TF's default device
+            names = [
+                (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices())[0].name
+            ]
+        devices = sorted({d.split("/")[-1].replace("device:", "") for d in names})
+        replicas = self.strategy.num_replicas_in_sync
+        per_replica = c.data.global_batch_size // replicas
+        peak_lr = float(self.lr_schedule(steps["warmup_steps"]))
+        isa = cpu.vector_isa()
+        return (
+            f"byol-tf: {type(self.strategy).__name__.lstrip('_')}, {replicas} replica(s) on "
+            f"{', '.join(devices)} ({distribute.num_workers(self.strategy)} worker(s)); CPU "
+            f"vector ISA {isa}, oneDNN {_ONEDNN_STATE[cpu.onednn_enabled()]}.\n"
+            f"Global batch {c.data.global_batch_size} ({per_replica} per replica), "
+            f"{steps['total_steps']} steps of which {steps['warmup_steps']} warm-up "
+            f"({steps['steps_per_epoch']} per epoch over {self.source.num_examples} images), "
+            f"peak learning rate {peak_lr:.4g} (base {c.optimizer.base_lr:g} x batch / 256), "
+            f"{c.train.precision}."
+        )
+
     def fit(
         self, stop_at_step: int | None = None, callbacks: list[keras.callbacks.Callback] = ()
     ) -> dict:
         """Trains to the end of the schedule (or `stop_at_step`) and returns the summary.
 
-        `callbacks` are extra Keras callbacks; they get the global step as `batch`.
+        `callbacks` are extra Keras callbacks. As in `keras.Model.fit`, each gets `set_model`
+        (the online network) and `set_params` before training, the global step as `batch`,
+        and may stop training by setting `self.model.stop_training = True`: the loop then
+        saves a checkpoint at that step, ends training as at the end of the schedule (the
+        export included) and returns with `stopped_early=True`. Under `multi_worker`, every
+        worker's callbacks must decide alike (from the logged loss, which is global).
 
         Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
         checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
@@ -266,6 +299,11 @@ class Trainer:
                 KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
             )
         ema = [self.ema] if self.uses_target else []
+        self.online.stop_training = False
+        params = {"epochs": math.ceil(self.steps["total_steps"] / spe), "steps": spe, "verbose": 0}
+        for cb in callbacks:
+            cb.set_model(self.online)
+            cb.set_params(params)
         callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
         if self._train_fn is None:
             self._train_fn = make_train_function(
@@ -278,6 +316,8 @@ class Trainer:
                 self.probe,
                 step_counter=self.position.step,
             )
+        if self.is_chief and start < end:
+            print(self.describe(), flush=True)
         iterator = iter(self._dataset(start))
         control = faults.RunControl(
             self.strategy,
@@ -286,7 +326,7 @@ class Trainer:
             is_chief=self.is_chief,
         )
         log_every = max(1, c.train.log_every_steps)
-        last_loss, collapse, preempted = float("nan"), float("nan"), False
+        last_loss, collapse, preempted, stopped_early = float("nan"), float("nan"), False, False
         probe_last = dict.fromkeys(probe_lib.METRICS, float("nan")) if self.probe else {}
         timed_steps, timed_seconds = 0, 0.0
         step = start
@@ -347,13 +387,16 @@ class Trainer:
                 if decision.stop:
                     preempted = True
                     break
+                if self.online.stop_training:
+                    stopped_early = True
+                    break
             if (step > start or restored is None) and self.checkpointer.latest_step != step:
                 self.checkpointer.save(step)
             if preempted:
                 print(
                     f"Preempted at step {step}: checkpoint saved. Rerun the same command to resume."
                 )
-            elif step >= self.steps["total_steps"]:
+            elif step >= self.steps["total_steps"] or stopped_early:
                 for cb in callbacks:
                     cb.on_train_end()
         except faults.PEER_FAILURE_ERRORS as e:
@@ -383,6 +426,7 @@ class Trainer:
             "skipped_images": int(self.source.skipped),
             "export_dir": self.exporter.last_export,
             "preempted": preempted,
+            "stopped_early": stopped_early,
             **probe_last,  # the online probe's last values, when it is on
         }
 

@@ -434,3 +434,16 @@ def test_train_cli_refuses_a_differing_config_before_training(tmp_path):
     assert f"optimizer.base_lr: {saved} in the workdir, 0.3 now" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_mirrored_without_a_gpu_is_an_error_unless_several_cpus_were_configured(monkeypatch):
+    cpus = tf.config.list_logical_devices("CPU")
+    assert len(cpus) == 2  # conftest.py
+    assert distribute.mirrored_devices() == [d.name for d in cpus]
+
+    def only_one_cpu(kind=None):
+        return [] if kind == "GPU" else cpus[:1]
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", only_one_cpu)
+    with pytest.raises(ValueError, match="mirrored found no GPU"):
+        distribute.mirrored_devices()

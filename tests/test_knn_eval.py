@@ -115,3 +115,28 @@ def test_knn_every_epochs_needs_a_labelled_pair():
     c = tiny_config(**{"eval.knn_every_epochs": 2})
     with pytest.raises(ValueError, match="eval.knn_every_epochs=2 needs a labelled pair"):
         config_lib.validate(c)
+
+
+def test_tools_feed_the_encoder_its_training_image_size_unless_told(tmp_path, caplog):
+    """The export records the size it was trained at (16 px here); data.image_size=0, the
+    tools' default, takes it, so a 224 px encoder is not evaluated at 32 px."""
+    from byol_tf.evaluation import encoders, setup
+    from byol_tf.export import EXPORT_INFO, export_info
+
+    paths = data()
+    assert export_info(paths["encoder"]) == {"image_size": 16}
+    assert tf.saved_model.contains_saved_model(paths["encoder"])
+    c = config_lib.load_config(os.path.join(REPO, "configs", "knn_eval.py"))
+    assert c.data.image_size == 0
+    assert setup.open_encoder(paths["encoder"], c)[1] == 16
+    assert setup.open_encoder(paths["encoder"], c, random_init=True)[1] == 16
+    c.data.image_size = 24  # an explicit size wins
+    assert setup.open_encoder(paths["encoder"], c)[1] == 24
+    # A SavedModel that records nothing: the fallback, with a warning naming the field.
+    bare = tmp_path / "bare"
+    import shutil
+
+    shutil.copytree(paths["encoder"], bare)
+    os.remove(bare / EXPORT_INFO)
+    assert encoders.resolve_image_size(str(bare), 0) == encoders.FALLBACK_IMAGE_SIZE
+    assert "--config.data.image_size" in caplog.text

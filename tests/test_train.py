@@ -314,6 +314,44 @@ def test_sigterm_saves_checkpoint_and_stops(tmp_path):
     assert resumed.fit()["steps"] == 8
 
 
+def test_callbacks_get_the_model_and_can_stop_training_as_in_keras_fit(tmp_path):
+    """Keras's EarlyStopping protocol: set_model and set_params first, then stop_training."""
+    c = tiny_config(**{"schedule.total_steps": 8})
+    trainer = train.Trainer(c, str(tmp_path))
+
+    class StopAtThree(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.began_with = (self.model, dict(self.params))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3:
+                self.model.stop_training = True
+
+    stopper = StopAtThree()
+    summary = trainer.fit(callbacks=[stopper])
+    model, params = stopper.began_with
+    assert model is trainer.online and params == {"epochs": 2, "steps": 4, "verbose": 0}
+    assert summary["stopped_early"] and not summary["preempted"] and summary["steps"] == 3
+    assert summary["export_dir"] is not None  # ends as a finished run does: exported
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-3")
+    # A later fit starts with stop_training cleared, and runs to the end of the schedule.
+    resumed = train.Trainer(c, str(tmp_path))
+    summary = resumed.fit()
+    assert summary["steps"] == 8 and not summary["stopped_early"]
+
+
+def test_a_run_starts_by_saying_what_it_will_do(tmp_path, mirrored_strategy, capsys):
+    c = tiny_config(**{"schedule.total_steps": 2, "schedule.warmup_steps": 1})
+    trainer = train.Trainer(c, str(tmp_path), strategy=mirrored_strategy)
+    text = trainer.describe()
+    assert "2 replica(s) on CPU:0, CPU:1 (1 worker(s))" in text
+    assert "Global batch 16 (8 per replica), 2 steps of which 1 warm-up (4 per epoch" in text
+    # base lr 0.5 x 16 / 256, reached at the end of the warm-up
+    assert f"peak learning rate {0.5 * 16 / 256:.4g}" in text and "float32" in text
+    trainer.fit()
+    assert text in capsys.readouterr().out
+
+
 def test_global_batch_not_divisible_by_replicas(tmp_path, mirrored_strategy):
     c = tiny_config(**{"data.global_batch_size": 15})
     with pytest.raises(ValueError, match="global_batch_size=15 is not divisible by the 2 replicas"):

@@ -6,4 +6,5 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Hide TensorFlow's INFO lines, keep its warnings (a GPU it cannot use says so as a warning).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

@@ -23,9 +23,10 @@ def _common() -> ml_collections.ConfigDict:
     c.data = base_config().data
     for key in _PRETRAIN_ONLY_DATA:
         del c.data[key]
-    # Side of the images given to the encoder. An encoder exported with a fixed input size
-    # overrides it (the tool says so).
-    c.data.image_size = 32
+    # Side of the images given to the encoder. 0: the size the encoder was trained at, which
+    # byol-tf's export records (32 for a SavedModel that records none, with a warning). An
+    # encoder exported with a fixed input size overrides it (the tool says so).
+    c.data.image_size = 0
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256  # batches for representations and test predictions
     # The --random_init twin's BatchNorm moving statistics. 0 keeps Keras's placeholders (mean 0,
@@ -121,6 +122,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.batch_size={config.train.batch_size} must be >= 1.")
     if config.eval.batch_size < 1:
         raise ValueError(f"eval.batch_size={config.eval.batch_size} must be >= 1.")
+    if config.data.image_size < 0:
+        raise ValueError(
+            f"data.image_size={config.data.image_size} must be > 0, or 0 for the encoder's own."
+        )
     if config.eval.get("random_bn_batches", 0) < 0:
         raise ValueError(f"eval.random_bn_batches={config.eval.random_bn_batches} must be >= 0.")
     if not 0.0 < config.augment.test_crop_fraction <= 1.0:

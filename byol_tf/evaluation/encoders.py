@@ -23,11 +23,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder
+from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder, export_info
 from byol_tf.models.bn_stats import estimate_batchnorm_statistics
 
 SERVING_ENDPOINT = "serving_default"
 TRAINING_ENDPOINT = "representation_train"
+# The image size for an encoder that records none (a SavedModel from elsewhere, or an older
+# export) when data.image_size is left at 0.
+FALLBACK_IMAGE_SIZE = 32
 _HELP = (
     "Pass the directory written by tools/train.py (<workdir>/export/encoder), "
     "tools/export_encoder.py or byol_tf.export_encoder."
@@ -120,6 +123,24 @@ class SavedModelEncoder(keras.layers.TFSMLayer):
         return tf.cast(out, tf.float32)
 
 
+def resolve_image_size(path: str, image_size: int) -> int:
+    """`image_size` if set (> 0); else the size the encoder at `path` was trained at, as its
+    export recorded it; else `FALLBACK_IMAGE_SIZE`, with a warning."""
+    if image_size > 0:
+        return image_size
+    trained = export_info(path).get("image_size")
+    if trained:
+        logging.info("Using the encoder's training image size, %d px (%s).", trained, path)
+        return int(trained)
+    logging.warning(
+        "%s does not record the image size it was trained at; using %d px. Set "
+        "--config.data.image_size to the training size.",
+        path,
+        FALLBACK_IMAGE_SIZE,
+    )
+    return FALLBACK_IMAGE_SIZE
+
+
 def load_encoder_layer(
     path: str, image_size: int, trainable: bool = False
 ) -> tuple[SavedModelEncoder, int]:
@@ -129,6 +150,7 @@ def load_encoder_layer(
     fails here with a clear error rather than mid-training.
     """
     encoder = SavedModelEncoder(path, trainable=trainable)
+    image_size = resolve_image_size(path, image_size)
     fixed = encoder.fixed_image_size
     if fixed is not None and fixed != image_size:
         logging.warning(

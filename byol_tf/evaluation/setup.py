@@ -15,7 +15,12 @@ import ml_collections
 from byol_tf.data import Source, check_same_classes, load_source
 from byol_tf.evaluation import config as eval_config
 from byol_tf.evaluation import inputs, subsets
-from byol_tf.evaluation.encoders import SavedModelEncoder, load_encoder_layer, random_init_export
+from byol_tf.evaluation.encoders import (
+    SavedModelEncoder,
+    load_encoder_layer,
+    random_init_export,
+    resolve_image_size,
+)
 
 
 @dataclasses.dataclass
@@ -65,7 +70,7 @@ def open_encoder(
     The twin's BatchNorm statistics are estimated on `config.eval.random_bn_batches` test-time
     batches of `bn_source` when both are given, else left at Keras's placeholders.
     """
-    size = config.data.image_size
+    size = resolve_image_size(encoder_path, config.data.image_size)
     if not random_init:
         return load_encoder_layer(encoder_path, size, trainable=trainable)
     bn_batches = None
