@@ -18,6 +18,7 @@ import time
 import keras
 import tensorflow as tf
 
+from byol_tf import io
 from byol_tf.export import export_encoder
 from byol_tf.graph_order import after
 from byol_tf.models import target_pairs
@@ -151,8 +152,10 @@ class MetricsLogger(keras.callbacks.Callback):
         self._last_step = start_step
         self.images_per_s = float("nan")
         if enabled:
-            os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+            io.makedirs(workdir)
+            # A GFile (bucket workdirs) has no `closed`, so the logger keeps its own.
+            self._jsonl = io.open_file(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._closed = False
             self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
             self._bar = (
                 keras.utils.Progbar(
@@ -203,13 +206,14 @@ class MetricsLogger(keras.callbacks.Callback):
 
     @property
     def closed(self) -> bool:
-        return not self.enabled or self._jsonl.closed
+        return not self.enabled or self._closed
 
     def close(self) -> None:
         """Closes metrics.jsonl and the TensorBoard writer; the loop calls it however it ends."""
         if not self.closed:
             self._jsonl.close()
             self._writer.close()
+            self._closed = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.close()

@@ -24,7 +24,6 @@ and write to a temporary directory that is removed at once, as `tf.distribute` r
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -32,6 +31,8 @@ import tempfile
 
 import tensorflow as tf
 from absl import logging
+
+from byol_tf import io
 
 _NUMBERED = re.compile(r"-(\d+)(?:\.index|\.data-\d+-of-\d+|_temp)$")
 
@@ -160,20 +161,23 @@ class Checkpointer:
             logging.warning("Cannot read the checkpoint list in %s (%s).", self.directory, e)
             return None
         if state is None:
-            if os.path.exists(os.path.join(self.directory, "checkpoint")):
+            if io.exists(os.path.join(self.directory, "checkpoint")):
                 # TF logs a parse error and returns None for a damaged state file.
                 logging.warning("Cannot read the checkpoint list in %s.", self.directory)
                 return None
             return []
         paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-        paths = [p if os.path.isabs(p) else os.path.join(self.directory, p) for p in paths]
+        paths = [
+            p if os.path.isabs(p) or io.is_remote(p) else os.path.join(self.directory, p)
+            for p in paths
+        ]
         return sorted(set(paths), key=_number, reverse=True)
 
     def _drop_uncommitted(self, committed: list[str]) -> None:
         """Warns about (and, on the chief, removes) files of checkpoints that were never listed."""
         keep = {os.path.basename(p) for p in committed}
         stray = {}
-        for path in glob.glob(os.path.join(glob.escape(self.directory), "*")):
+        for path in io.list_matching(self.directory, "*"):
             name = os.path.basename(path)
             match = _NUMBERED.search(name)
             if match and name[: match.start()] + f"-{match.group(1)}" not in keep:
@@ -188,7 +192,7 @@ class Checkpointer:
             )
             if self.is_chief:
                 for path in paths:
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                    io.remove(path)
 
     def restore(self) -> str | None:
         """Restores the newest intact committed checkpoint; returns its path or None.
@@ -200,9 +204,9 @@ class Checkpointer:
         committed = self.committed()
         if committed is None:
             # Without the list every checkpoint is a candidate, newest first; none is removed.
-            indexes = glob.glob(os.path.join(glob.escape(self.directory), "*.index"))
+            indexes = io.list_matching(self.directory, "*.index")
             committed = sorted((p[: -len(".index")] for p in indexes), key=_number, reverse=True)
-        elif os.path.isdir(self.directory):
+        elif io.isdir(self.directory):
             self._drop_uncommitted(committed)
         for path in committed:
             damage = _damage(path)
@@ -302,16 +306,18 @@ def _damage(path: str) -> str | None:
     run resume from different checkpoints.
     """
     index = path + ".index"
-    if not os.path.exists(index):
+    if not io.exists(index):
         return f"{os.path.basename(index)} is missing (incomplete write?)"
-    shards = glob.glob(glob.escape(path) + ".data-*-of-*")
+    shards = io.list_matching(os.path.dirname(path), os.path.basename(path) + ".data-*-of-*")
     total = int(shards[0].rsplit("-of-", 1)[1]) if shards else 1
     expected = [f"{path}.data-{i:05d}-of-{total:05d}" for i in range(total)]
-    missing = [os.path.basename(p) for p in expected if not os.path.exists(p)]
+    missing = [os.path.basename(p) for p in expected if not io.exists(p)]
     if missing:
         return f"{', '.join(missing)} missing (incomplete write?)"
     try:
-        reader = tf.train.load_checkpoint(path)
+        # The prefix itself: load_checkpoint would take a prefix that looks like a directory
+        # (ram:// treats any name prefix as one) for a directory.
+        reader = tf.compat.v1.train.NewCheckpointReader(path)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except Exception as e:  # noqa: BLE001  (sorted below: damage or not)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import keras
 import tensorflow as tf
+
+from byol_tf import io
 
 SIGNATURE_INPUT = "images"
 SIGNATURE_OUTPUT = "representation"
@@ -56,18 +57,22 @@ def write_archive(
     """Writes `archive` as a SavedModel to `directory`, replacing what is there, with `info`
     in its `EXPORT_INFO` file.
 
-    Written next to the destination and renamed, so a crash never leaves half an export in
-    place.
+    On a local disk it is written next to the destination and renamed, so a crash never leaves
+    half an export in place. Object stores cannot rename a directory, so there it is written
+    in place, `saved_model.pb` last: a SavedModel without it is not loadable, and the next
+    export replaces it.
     """
-    tmp = directory.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remote = io.is_remote(directory)
+    tmp = directory if remote else directory.rstrip("/") + ".tmp"
+    io.remove(tmp)
     archive.write_out(tmp, verbose=False)
     if info:
-        os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
-        with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
+        io.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)))
+        with io.open_file(os.path.join(tmp, EXPORT_INFO), "w") as f:
             json.dump(info, f)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+    if not remote:
+        io.remove(directory)
+        io.rename(tmp, directory)
     return directory
 
 
@@ -81,11 +86,7 @@ def load_encoder(directory: str):
 def export_info(directory: str) -> dict:
     """What `export_encoder` recorded beside the SavedModel (`image_size`); {} for SavedModels
     from elsewhere or from before it was recorded."""
-    path = os.path.join(directory, EXPORT_INFO)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return io.read_json(os.path.join(directory, EXPORT_INFO)) or {}
 
 
 def _accepts_any_size(encoder: keras.Model, image_size: int) -> bool:
@@ -110,7 +111,7 @@ def export_from_workdir(
     from byol_tf.workdir import read_config
 
     config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
+    if not io.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: is {workdir!r} a byol-tf workdir?")
     config = read_config(workdir)
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))

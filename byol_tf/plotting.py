@@ -12,6 +12,8 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from byol_tf import io
+
 PANELS = (
     ("loss", ("loss",), "BYOL loss"),
     ("knn", ("knn_top1", "knn_top5"), "kNN accuracy (%)"),
@@ -30,10 +32,10 @@ def read_metrics(path: str) -> list[dict]:
     record), later values winning (a resumed run logs the steps after its last checkpoint
     again). A half-written last line (a run still writing, or killed mid-line) is skipped.
     """
-    if not os.path.isfile(path):
+    if not io.exists(path) or io.isdir(path):
         raise FileNotFoundError(f"{path!r} does not exist: is this a byol-tf workdir?")
     by_step = {}
-    with open(path) as f:
+    with io.open_file(path) as f:
         for line in f:
             try:
                 record = json.loads(line)
@@ -68,8 +70,9 @@ def _pyplot():
 
 def _save(fig, output: str) -> str:
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=120)
+    io.makedirs(os.path.dirname(output if io.is_remote(output) else os.path.abspath(output)))
+    with io.open_file(output, "wb") as f:
+        fig.savefig(f, dpi=120, format=os.path.splitext(output)[1].lstrip(".") or "png")
     fig.clf()
     return output
 

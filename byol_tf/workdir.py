@@ -22,8 +22,8 @@ import os
 
 import ml_collections
 
+from byol_tf import io
 from byol_tf.config import base_config
-from byol_tf.io import atomic_write_json
 
 CONFIG_FILE = "config.json"
 
@@ -104,8 +104,9 @@ def with_defaults(saved: dict) -> dict:
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's saved config, with fields added to byol-tf since then at their defaults."""
-    with open(os.path.join(workdir, CONFIG_FILE)) as f:
-        return ml_collections.ConfigDict(with_defaults(json.load(f)))
+    return ml_collections.ConfigDict(
+        with_defaults(io.read_json(os.path.join(workdir, CONFIG_FILE)))
+    )
 
 
 def _show(value) -> str:
@@ -122,10 +123,9 @@ def check_config(workdir: str, config: ml_collections.ConfigDict, overwrite: boo
     Returns the differences that were accepted (allowed fields, or all with `overwrite`).
     """
     path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
+    saved = io.read_json(path)
+    if saved is None:
         return {}
-    with open(path) as f:
-        saved = json.load(f)
     diff = differences(saved, config)
     tolerated = set(MAY_DIFFER_ON_RESUME) | _added_at_default(diff)
     blocking = {k: v for k, v in diff.items() if k not in tolerated}
@@ -143,12 +143,12 @@ def check_config(workdir: str, config: ml_collections.ConfigDict, overwrite: boo
 
 def save_config(workdir: str, config: ml_collections.ConfigDict, archive_previous: bool) -> str:
     """Writes `config.json` atomically; with `archive_previous` keeps the old one numbered."""
-    os.makedirs(workdir, exist_ok=True)
+    io.makedirs(workdir)
     path = os.path.join(workdir, CONFIG_FILE)
-    if archive_previous and os.path.exists(path):
+    if archive_previous and io.exists(path):
         n = 1
-        while os.path.exists(f"{path}.{n}"):
+        while io.exists(f"{path}.{n}"):
             n += 1
-        os.replace(path, f"{path}.{n}")
+        io.rename(path, f"{path}.{n}")
     # Other workers read this file while the chief writes it: they see the old or the new one.
-    return atomic_write_json(path, json.loads(config.to_json()))
+    return io.atomic_write_json(path, json.loads(config.to_json()))

@@ -84,14 +84,14 @@ def test_a_checkpoint_this_process_cannot_read_now_is_an_error_not_damage(
     """An I/O failure that says nothing about the files (filesystem unavailable, permissions)
     must not make one worker fall back to an older checkpoint than the others."""
     saved_at(tmp_path, [1, 2])
-    real = tf.train.load_checkpoint
+    real = tf.compat.v1.train.NewCheckpointReader
 
     def flaky(path):
         if path.endswith("ckpt-2"):
             raise tf.errors.UnavailableError(None, None, "the filesystem is not answering")
         return real(path)
 
-    monkeypatch.setattr(tf.train, "load_checkpoint", flaky)
+    monkeypatch.setattr(tf.compat.v1.train, "NewCheckpointReader", flaky)
     with pytest.raises(OSError, match=r"ckpt-2.*not answering.*not fall back"):
         restored_value(tmp_path, caplog)
 

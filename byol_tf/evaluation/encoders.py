@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from byol_tf import io
 from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder, export_info
 from byol_tf.models.bn_stats import estimate_batchnorm_statistics
 
@@ -41,9 +42,9 @@ def check_saved_model(path: str) -> str:
     """Returns `path` if it holds a SavedModel; otherwise an error that says what is wrong."""
     if not path:
         raise ValueError(f"No encoder given: --encoder is empty. {_HELP}")
-    if not os.path.exists(path):
+    if not io.exists(path):
         raise FileNotFoundError(f"Encoder SavedModel {path!r} does not exist. {_HELP}")
-    if not os.path.isdir(path) or not tf.saved_model.contains_saved_model(path):
+    if not io.isdir(path) or not tf.saved_model.contains_saved_model(path):
         raise ValueError(
             f"{path!r} is not a SavedModel directory (no saved_model.pb in it). {_HELP}"
         )
@@ -55,7 +56,7 @@ def endpoints(path: str) -> set[str]:
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    with io.open_file(os.path.join(path, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
     names = set()
     not_endpoints = {"variables", "trainable_variables", "non_trainable_variables", "signatures"}

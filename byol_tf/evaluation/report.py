@@ -25,11 +25,10 @@ One schema for the three tools (version `SCHEMA_VERSION`; documented in docs/eva
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 
-from byol_tf.io import atomic_write_json
+from byol_tf import io
 
 SCHEMA_VERSION = 1
 TOOLS = ("linear_eval", "knn_eval", "finetune")
@@ -152,15 +151,15 @@ def validate_report(report: dict) -> None:
 def write_report(report: dict, path: str) -> str:
     """Validates `report` and writes it to `path` (atomically: temporary file, then rename)."""
     validate_report(report)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    return atomic_write_json(path, report)
+    io.makedirs(os.path.dirname(path if io.is_remote(path) else os.path.abspath(path)))
+    return io.atomic_write_json(path, report)
 
 
 def read_report(path: str) -> dict:
     """Loads a report and checks it against the schema."""
-    with open(path) as f:
-        report = json.load(f)
+    report = io.read_json(path)
+    if report is None:
+        raise FileNotFoundError(f"No report at {path!r}.")
     validate_report(report)
     return report
 

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from byol_tf import io
 from byol_tf.data import Source
 
 
@@ -192,18 +193,17 @@ def write_subset_file(path: str, subset: Subset, source: Source) -> str:
         f"method {subset.method}, seed {subset.seed}",
         f"# sha256 {subset.sha256}",
     ]
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
+    io.makedirs(os.path.dirname(path if io.is_remote(path) else os.path.abspath(path)))
+    with io.open_file(path, "w") as f:
         f.write("\n".join(header + subset.ids) + "\n")
     return path
 
 
 def read_subset_file(path: str, source: Source) -> Subset:
     """The subset listed in `path`; every name must be an example of `source`, once."""
-    if not os.path.isfile(path):
+    if not io.exists(path) or io.isdir(path):
         raise FileNotFoundError(f"Subset file {path!r} does not exist.")
-    with open(path) as f:
+    with io.open_file(path) as f:
         names = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     if not names:
         raise ValueError(f"Subset file {path!r} lists no examples.")
