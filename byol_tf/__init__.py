@@ -1,28 +1,41 @@
 """byol-tf: BYOL self-supervised pretraining for TensorFlow 2 and Keras 3.
 
-The public API in one place; see the README for a worked example.
+The public API in one place; see the README for a worked example. Its names are imported
+on first use, so `import byol_tf.cli` (the commands) can set TensorFlow's environment before
+TensorFlow loads.
 """
+
+import importlib
 
 # Before anything imports TensorFlow: oneDNN on unless the user chose (byol_tf/cpu.py).
 from byol_tf import cpu as _cpu
 
 _ONEDNN = _cpu.default_onednn_on()
 
-from byol_tf.config import base_config, load_config  # noqa: E402
-from byol_tf.export import export_encoder, load_encoder  # noqa: E402
-from byol_tf.models import build_encoder, build_towers  # noqa: E402
-from byol_tf.train import Trainer, train_and_evaluate  # noqa: E402
-
-__all__ = [
-    "Trainer",
-    "base_config",
-    "build_encoder",
-    "build_towers",
-    "export_encoder",
-    "load_config",
-    "load_encoder",
-    "train_and_evaluate",
-]
+_API = {
+    "Trainer": "byol_tf.train",
+    "train_and_evaluate": "byol_tf.train",
+    "base_config": "byol_tf.config",
+    "load_config": "byol_tf.config",
+    "export_encoder": "byol_tf.export",
+    "load_encoder": "byol_tf.export",
+    "build_encoder": "byol_tf.models",
+    "build_towers": "byol_tf.models",
+}
+__all__ = sorted(_API)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'byol_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
 
 _cpu.warn_if_onednn_off(_ONEDNN)

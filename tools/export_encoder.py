@@ -1,26 +1,8 @@
-"""Exports the online encoder of any checkpoint in a workdir as a SavedModel (+ .keras).
-
-  python tools/export_encoder.py --workdir=<run dir> --output=<dir> [--checkpoint=<path>]
-
-The run's config is read from `<workdir>/config.json`, so the architecture matches.
-"""
+"""`byol-export` from a clone: export_encoder, as `python tools/export_encoder.py` (byol_tf/cli/export.py)."""
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags
 
-from byol_tf import export
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with checkpoints/ and config.json.")
-_OUTPUT = flags.DEFINE_string("output", None, "Where to write the SavedModel.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A specific checkpoint (default: latest).")
-flags.mark_flags_as_required(["workdir", "output"])
-
-
-def main(argv):
-    del argv
-    path, step = export.export_from_workdir(_WORKDIR.value, _OUTPUT.value, _CHECKPOINT.value)
-    print(f"Exported the online encoder of step {step} to {path}")
-
+from byol_tf.cli.export import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -1,36 +1,8 @@
-"""Runs a training command as N MultiWorkerMirroredStrategy workers on this machine.
-
-  python tools/launch_local.py --num_workers=2 -- \
-      python tools/train.py --config=configs/default.py:local --workdir=/tmp/mw \
-      --config.train.strategy=multi_worker
-
-Each worker gets its own TF_CONFIG on a free 127.0.0.1 port; their output is prefixed with
-`[worker i]`. The exit status is 0 only if every worker succeeded. Ctrl-C or SIGTERM asks all
-workers to save a checkpoint and stop; rerunning the same command resumes.
-"""
-
-import sys
+"""`byol-launch` from a clone: launch_local, as `python tools/launch_local.py` (byol_tf/cli/launch.py)."""
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags
 
-from byol_tf import launch
-
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Number of worker processes.")
-_GRACE = flags.DEFINE_float(
-    "grace_seconds", 30.0, "After a worker fails, seconds the others get to stop on their own."
-)
-_TIMEOUT = flags.DEFINE_float("timeout", None, "Kill every worker after this many seconds.")
-
-
-def main(argv):
-    command = argv[1:]
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise app.UsageError("Give the command to run after `--`.")
-    sys.exit(launch.launch(command, _NUM_WORKERS.value, _GRACE.value, _TIMEOUT.value))
-
+from byol_tf.cli.launch import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

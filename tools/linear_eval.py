@@ -1,22 +1,8 @@
-"""Linear evaluation of an exported encoder (frozen) from the command line.
-
-  python tools/linear_eval.py --encoder=<SavedModel dir> --train=<source> --test=<source> \
-      [--output=<json>] [--config=configs/linear_eval.py[:local]] [--config.<field>=<value> ...] \
-      [--random_init]
-
-Sources: synthetic[:train|test], tfds:<name>:<split>, folder:<path>. Prints a one-line summary
-(including the mode, cached or augmented) and writes the JSON report to --output, or prints it
-when --output is not given. --random_init evaluates a randomly initialised encoder of the same
-architecture instead (the baseline; needs <encoder>.keras beside the SavedModel).
-"""
+"""`byol-linear-eval` from a clone: linear_eval, as `python tools/linear_eval.py` (byol_tf/cli/linear_eval.py)."""
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-import _downstream
-from absl import app
 
-from byol_tf.evaluation.linear import run_linear_eval
-
-main = _downstream.evaluation_main("linear_eval", run_linear_eval)
+from byol_tf.cli.linear_eval import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -5,13 +5,12 @@
 """
 
 import json
-import os
 from collections.abc import Callable
 
-import _bootstrap
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from byol_tf import cli
 from byol_tf.evaluation.report import summary_line, write_report
 
 ENCODER = flags.DEFINE_string("encoder", None, "The exported encoder (SavedModel directory).")
@@ -37,8 +36,8 @@ def finish(report: dict) -> None:
 
 
 def define_config(name: str):
-    """The --config flag, defaulting to configs/<name>.py, locked against misspelled fields."""
-    default = os.path.join(_bootstrap.REPO_ROOT, "configs", f"{name}.py")
+    """The --config flag, defaulting to the packaged configs/<name>.py, locked against misspelled fields."""
+    default = cli.config_file(name)
     return config_flags.DEFINE_config_file("config", default, "Config file.", lock_config=True)
 
 
