@@ -24,7 +24,7 @@ elif [ -n "${CAP:-}" ]; then
 fi
 mkdir -p "$OUT"
 P=("$PEER_PY" "$PEER/peer_byol_torch.py" --threads 2)
-B=(python tools/benchmark.py --windows=3 --calls=2 --warmup=2)
+B=(python benchmarks/benchmark.py --windows=3 --calls=2 --warmup=2)
 
 matmuls() {
   "${P[@]}" --matmul > "$OUT/peer_matmul_$1.json"

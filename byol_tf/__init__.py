@@ -7,23 +7,24 @@ TensorFlow loads.
 
 import importlib
 
-# Before anything imports TensorFlow: oneDNN on unless the user chose (byol_tf/cpu.py).
-from byol_tf import cpu as _cpu
+# Before anything imports TensorFlow: oneDNN on unless the user chose (byol_tf/platform/cpu.py).
+from byol_tf.platform import cpu as _cpu
 
 _ONEDNN = _cpu.default_onednn_on()
 
+from byol_tf.version import __version__ as __version__  # noqa: E402
+
 _API = {
-    "Trainer": "byol_tf.train",
-    "train_and_evaluate": "byol_tf.train",
+    "Trainer": "byol_tf.training.trainer",
+    "train_and_evaluate": "byol_tf.training.trainer",
     "base_config": "byol_tf.config",
     "load_config": "byol_tf.config",
-    "export_encoder": "byol_tf.export",
-    "load_encoder": "byol_tf.export",
+    "export_encoder": "byol_tf.models.export",
+    "load_encoder": "byol_tf.models.export",
     "build_encoder": "byol_tf.models",
     "build_towers": "byol_tf.models",
 }
 __all__ = sorted(_API)
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

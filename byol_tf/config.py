@@ -131,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.unscoped_lr_scale = 1.0
     # solo-learn's `clip_lr`: each variable moves at its local rate trust_coefficient * |w| /
     # |g + wd * w| itself (not times the learning rate), capped at the learning rate. False:
-    # the paper's LARS (lr times the local rate). LARS only; byol_tf/optimizers.py has the
+    # the paper's LARS (lr times the local rate). LARS only; byol_tf/core/lars.py has the
     # exact rule and how it differs from solo-learn's.
     c.optimizer.clip_local_lr = False
     # The predictor q's learning rate is the schedule's times this (SimSiam and DirectPred give
@@ -198,14 +198,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.knn_test = ""
     c.eval.knn_k = 20
     # Batches of training views (both views of each) that estimate the BatchNorm statistics of
-    # the random baseline encoder at the end of a run (byol_tf.train.Trainer.evaluate_knn).
+    # the random baseline encoder at the end of a run (byol_tf.training.trainer.Trainer.evaluate_knn).
     c.eval.random_bn_batches = 16
     # > 0: also evaluate kNN on that pair every this many epochs during pretraining, logged as
-    # knn_top1 / knn_top5 to metrics.jsonl and TensorBoard (byol_tf.monitor).
+    # knn_top1 / knn_top5 to metrics.jsonl and TensorBoard (byol_tf.training.monitor).
     c.eval.knn_every_epochs = 0
     c.eval.knn_temperature = 0.1
     c.eval.batch_size = 256
-    # Online linear probe (byol_tf.probe): a linear classifier on stop_gradient(y) of view1,
+    # Online linear probe (byol_tf.training.probe): a linear classifier on stop_gradient(y) of view1,
     # trained during pretraining with the batch's labels by its own SGD (lr = base x global
     # batch / 256, cosine to 0 over the run), logged as probe_top1 / probe_loss. It never
     # changes the pretraining. Needs a labelled data.train.

@@ -7,7 +7,7 @@ happens at import time, before any test module touches TF.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# As byol-tf's commands do (byol_tf/cpu.py): oneDNN on unless the environment says otherwise.
+# As byol-tf's commands do (byol_tf/platform/cpu.py): oneDNN on unless the environment says otherwise.
 # TensorFlow is imported below, before byol_tf could set it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # With oneDNN off (TF's Eigen kernels, the default on CPUs without AVX-512 VNNI/BF16 or AMX),

@@ -6,10 +6,10 @@ import os
 import pytest
 
 from byol_tf import config as config_lib
-from byol_tf.train import Trainer
-from tests.downstream_data import write_folder
+from byol_tf.training.trainer import Trainer
+from tests import REPO
+from tests.helpers.downstream_data import write_folder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(REPO, "configs", "folder.py")
 
 

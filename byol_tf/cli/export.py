@@ -7,7 +7,8 @@ The run's config is read from `<workdir>/config.json`, so the architecture match
 
 from absl import flags
 
-from byol_tf import cli, export
+from byol_tf import cli
+from byol_tf.training import export
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with checkpoints/ and config.json.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the SavedModel.")

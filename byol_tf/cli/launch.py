@@ -13,7 +13,8 @@ import sys
 
 from absl import app, flags
 
-from byol_tf import cli, launch
+from byol_tf import cli
+from byol_tf.distributed import launch
 
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Number of worker processes.")
 _GRACE = flags.DEFINE_float(

@@ -11,7 +11,7 @@ import os
 from absl import app, flags
 
 from byol_tf import cli
-from byol_tf.plotting import plot_metrics, read_metrics
+from byol_tf.training.plotting import plot_metrics, read_metrics
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding metrics.jsonl.")
 _OUTPUT = flags.DEFINE_string("output", None, "PNG to write (default: <workdir>/metrics.png).")

@@ -13,8 +13,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from byol_tf import cli, faults, train, workdir
+from byol_tf import cli
 from byol_tf.data.service import DispatcherUnavailableError
+from byol_tf.distributed import faults
+from byol_tf.training import trainer as train
+from byol_tf.training import workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",

@@ -8,8 +8,8 @@ paper's augmentations (with CIFAR statistics) for the parts that time them.
 
 The argument picks the width and batch, and optional switches joined by commas:
 
-  python tools/benchmark.py --config=configs/benchmark.py:w64_b256 --output=bench.json
-  python tools/benchmark.py --config=configs/benchmark.py:w16_b128,device_aug,concat \
+  python benchmarks/benchmark.py --config=configs/benchmark.py:w64_b256 --output=bench.json
+  python benchmarks/benchmark.py --config=configs/benchmark.py:w16_b128,device_aug,concat \
       --end_to_end=folder:/data/cifar10/train --output=bench.json
 
   wW_bB        base width W, global batch B (default w64_b256)

@@ -28,15 +28,12 @@ import tensorflow as tf
 
 from byol_tf import augment
 from byol_tf.config import derive_steps
+from byol_tf.data import service
+from byol_tf.data.source import autotune
 from byol_tf.data.sources import Source
 
 VIEWS = ("view1", "view2")
 _NO_END = 2**62  # epochs: the pretraining dataset never ends; the train loop stops it
-
-
-def autotune(value: int) -> int:
-    """A `data.num_parallel_calls` / `data.prefetch` value for tf.data: -1 is AUTOTUNE."""
-    return tf.data.AUTOTUNE if value < 0 else value
 
 
 def _fold(seed: tf.Tensor, *values) -> tf.Tensor:
@@ -184,8 +181,6 @@ def pretrain_dataset(
     per_batch_work = finish if image_shape or not config.augment.on_device else None
 
     if config.data.service_address:
-        from byol_tf.data import service  # only runs with a tf.data service configured
-
         ds = service.steps_dataset(
             source,
             config,

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import ml_collections
 import tensorflow as tf
 
-from byol_tf.data.pipeline import autotune
+from byol_tf.data.source import autotune
 
 # A gRPC server answers a new connection with an HTTP/2 SETTINGS frame (type 4).
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])

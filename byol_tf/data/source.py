@@ -45,6 +45,11 @@ def make_element(image: tf.Tensor, label: tf.Tensor, index: tf.Tensor) -> Elemen
     }
 
 
+def autotune(value: int) -> int:
+    """A `data.num_parallel_calls` / `data.prefetch` value for tf.data: -1 is AUTOTUNE."""
+    return tf.data.AUTOTUNE if value < 0 else value
+
+
 @dataclasses.dataclass
 class Source:
     """One opened data source.

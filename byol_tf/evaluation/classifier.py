@@ -1,7 +1,7 @@
 """Training and scoring a classifier: the loop shared by linear evaluation and fine-tuning.
 
 `fit` runs SGD with Nesterov momentum under a cosine learning rate (optionally after a linear
-warm-up; `byol_tf.schedules.warmup_cosine`) on softmax cross-entropy, with L2 weight decay
+warm-up; `byol_tf.core.schedules.warmup_cosine`) on softmax cross-entropy, with L2 weight decay
 added to the gradients of kernels only (rank >= 2: convolution and dense kernels; biases and
 normalisation parameters are not decayed, whatever their names). One epoch runs per compiled
 call. Keras's SGD keeps the learning rate inside its momentum buffer (v = m·v − lr·g), where
@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from byol_tf.schedules import WarmupCosineSchedule
+from byol_tf.core.schedules import WarmupCosineSchedule
 
 
 def top_k_accuracy(scores, labels) -> dict[str, float]:

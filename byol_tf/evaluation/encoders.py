@@ -1,6 +1,6 @@
 """Exported encoders as Keras layers: loading, checks, random-initialised twins.
 
-`SavedModelEncoder` is Keras's `TFSMLayer` over an exported encoder (`byol_tf.export`): its
+`SavedModelEncoder` is Keras's `TFSMLayer` over an exported encoder (`byol_tf.models.export`): its
 weights are the SavedModel's own restored variables, so an optimizer updates exactly what the
 traced functions read. `training=False` calls `serving_default` (BatchNorm uses its moving
 statistics); `training=True` calls `representation_train`, which normalises with batch
@@ -23,9 +23,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from byol_tf import io
-from byol_tf.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder, export_info
 from byol_tf.models.bn_stats import estimate_batchnorm_statistics
+from byol_tf.models.export import SIGNATURE_INPUT, SIGNATURE_OUTPUT, export_encoder, export_info
+from byol_tf.platform import files as io
 
 SERVING_ENDPOINT = "serving_default"
 TRAINING_ENDPOINT = "representation_train"

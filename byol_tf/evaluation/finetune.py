@@ -27,10 +27,10 @@ import keras
 import ml_collections
 import tensorflow as tf
 
+from byol_tf.core.schedules import scaled_learning_rate
 from byol_tf.evaluation import classifier, inputs, report, subsets
 from byol_tf.evaluation.setup import open_encoder, open_sources
-from byol_tf.export import SIGNATURE_INPUT, write_archive
-from byol_tf.schedules import scaled_learning_rate
+from byol_tf.models.export import SIGNATURE_INPUT, write_archive
 
 
 class Classifier(keras.Model):

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from byol_tf import augment
 from byol_tf.data import Source, center_crop_resize, crop_seed
-from byol_tf.data.pipeline import autotune
+from byol_tf.data.source import autotune
 
 
 def _membership(source: Source, indices: np.ndarray) -> tf.Tensor:

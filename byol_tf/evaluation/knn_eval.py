@@ -1,7 +1,7 @@
 """kNN evaluation of an exported encoder: the train source is the memory bank.
 
 Representations of centre-cropped images, in inference mode, scored with the weighted kNN of
-`byol_tf.knn` (k = `knn.k`, temperature `knn.temperature`; 200 and 0.1 by default).
+`byol_tf.evaluation.knn` (k = `knn.k`, temperature `knn.temperature`; 200 and 0.1 by default).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import time
 
 import ml_collections
 
-from byol_tf import knn
-from byol_tf.evaluation import inputs, report
+from byol_tf.evaluation import inputs, knn, report
 from byol_tf.evaluation.setup import open_run
 
 

@@ -31,11 +31,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from byol_tf.core.schedules import scaled_learning_rate
 from byol_tf.evaluation import classifier, inputs, report, subsets
 from byol_tf.evaluation.encoders import SavedModelEncoder
+from byol_tf.evaluation.knn import representations
 from byol_tf.evaluation.setup import open_run
-from byol_tf.knn import representations
-from byol_tf.schedules import scaled_learning_rate
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ import datetime
 import math
 import os
 
-from byol_tf import io
+from byol_tf.platform import files as io
 
 SCHEMA_VERSION = 1
 TOOLS = ("linear_eval", "knn_eval", "finetune")
@@ -85,12 +85,12 @@ def make_report(
     import keras
     import tensorflow as tf
 
-    import byol_tf
+    from byol_tf.version import __version__
 
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": tool,
-        "encoder": os.path.abspath(encoder),
+        "encoder": encoder if io.is_remote(encoder) else os.path.abspath(encoder),
         "init": init,
         "data": dict(data),
         "mode": mode,
@@ -101,7 +101,7 @@ def make_report(
         "wall_time_s": float(wall_time_s),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {
-            "byol_tf": byol_tf.__version__,
+            "byol_tf": __version__,
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },

@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from byol_tf import io
 from byol_tf.data import Source
+from byol_tf.platform import files as io
 
 
 @dataclasses.dataclass(frozen=True)

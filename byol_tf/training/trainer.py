@@ -1,0 +1,527 @@
+"""The BYOL training loop: builds everything a run needs and drives the compiled step.
+
+`Trainer` owns one run in one workdir: the strategy, the online and target towers, LARS with
+its schedule, the optional online linear probe, the callbacks (EMA, export, logging),
+checkpoints, and the end-of-run summary.
+`train_and_evaluate(config, workdir)` is what `tools/train.py` calls.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from byol_tf import config as config_lib
+from byol_tf import data as data_lib
+from byol_tf.core.lars import build_optimizer
+from byol_tf.core.schedules import (
+    AtLoopStep,
+    build_lr_schedule,
+    build_predictor_lr_schedule,
+    target_tau,
+)
+from byol_tf.data.pipeline import VIEWS
+from byol_tf.distributed import faults
+from byol_tf.distributed import strategies as distribute
+from byol_tf.evaluation import knn
+from byol_tf.models import (
+    build_towers,
+    copy_online_to_target,
+    fresh_encoder_like,
+    init_from_batchnorm,
+)
+from byol_tf.models.bn_stats import batchnorm_layers, estimate_batchnorm_statistics
+from byol_tf.platform import cpu
+from byol_tf.platform.files import atomic_write_json, read_json
+from byol_tf.training import probe as probe_lib
+from byol_tf.training import workdir as workdir_lib
+from byol_tf.training.callbacks import EncoderExport, MetricsLogger, TargetEMA
+from byol_tf.training.checkpoints import Checkpointer, DataPosition
+from byol_tf.training.monitor import KnnMonitor
+from byol_tf.training.step import compile_train_function, make_train_function
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+_ONEDNN_STATE = {True: "on", False: "off", None: "unknown"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the message names the step and the last good checkpoint."""
+
+
+def steps_in_call(
+    step: int, end: int, steps_per_call: int, steps_per_epoch: int, every_epochs=()
+) -> int:
+    """How many steps the next compiled call runs, from `step`.
+
+    `train.steps_per_call`, cut at `end` and at the next epoch boundary where an every-N-epochs
+    callback is due (N in `every_epochs`; 0 is off), so the kNN monitor and the periodic export
+    see the weights of the epoch they are labelled with even when a call spans epochs.
+    """
+    n = min(steps_per_call, end - step)
+    for every in every_epochs:
+        if every > 0:
+            period = every * steps_per_epoch
+            n = min(n, (step // period + 1) * period - step)
+    return n
+
+
+class Trainer:
+    """One BYOL pretraining run.
+
+    Args:
+      config: a ConfigDict from `byol_tf.config.base_config()` or a file in `configs/`.
+      workdir: where checkpoints, logs, exports and `summary.json` go; a run restarted with
+        the same workdir resumes from its latest checkpoint.
+      source: the training data; by default `config.data.train` is loaded.
+      encoder: optional `keras.Model` to use instead of the configured ResNet.
+      hidden_layer: with `encoder`, the layer whose output is the representation.
+      strategy: optional strategy; by default built from `config.train.strategy`.
+      overwrite: continue in a workdir whose `config.json` differs from `config` (see
+        `byol_tf.training.workdir`); without it that is an error naming the differing fields.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        workdir: str,
+        source: data_lib.Source | None = None,
+        encoder: keras.Model | None = None,
+        hidden_layer: str | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+        overwrite: bool = False,
+    ):
+        config_lib.validate(config)
+        if config.model.remat and config.train.jit_compile:
+            logging.warning(
+                "model.remat under train.jit_compile: XLA schedules the step itself, and on CPU "
+                "it compiled the recomputation away (no memory saved; docs/performance.md)."
+            )
+        # Every worker checks, so that all of them stop on a mismatch (not only the chief).
+        accepted = workdir_lib.check_config(workdir, config, overwrite)
+        self.config = config
+        self.workdir = workdir
+        if config.train.deterministic_ops:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
+        self.strategy = strategy or distribute.make_strategy(config)
+        distribute.check_global_batch(config.data.global_batch_size, self.strategy)
+        self.is_chief = distribute.is_chief(self.strategy)
+        self.source = source or data_lib.load_source(config.data.train, config)
+        self.steps = config_lib.derive_steps(config, self.source.num_examples)
+        self.user_encoder = encoder
+        # Checked before anything is built: an unlabelled source cannot train the probe.
+        num_classes = probe_lib.check_labelled(self.source) if config.eval.online_probe else None
+
+        with self.strategy.scope():
+            self.online, self.target = build_towers(
+                config, encoder=encoder, hidden_layer=hidden_layer
+            )
+            if config.model.norm == "bn_free_init":
+                self._bn_free_init(encoder)
+            # Holds the loop's step counter (see DataPosition), which the optimizer's learning
+            # rate reads; in the scope, so the compiled step updates it on every replica.
+            self.position = DataPosition(
+                self.steps["steps_per_epoch"], config.data.global_batch_size
+            )
+            self.lr_schedule = build_lr_schedule(config, self.steps)
+            predictor_schedule = build_predictor_lr_schedule(config, self.steps)
+            optimizer = build_optimizer(
+                config,
+                AtLoopStep(self.lr_schedule, self.position.step),
+                predictor_learning_rate=(
+                    AtLoopStep(predictor_schedule, self.position.step)
+                    if predictor_schedule is not None
+                    else None
+                ),
+            )
+            if config.train.precision == "float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(
+                    optimizer, initial_scale=config.train.fp16_initial_loss_scale
+                )
+            self.optimizer = optimizer
+            # Built before the first step so its slots exist inside the strategy's scope.
+            self.optimizer.build(self.online.trainable_variables)
+            # Built after everything else, so the towers' initial weights do not depend on it.
+            self.probe = (
+                probe_lib.build_probe(
+                    config, num_classes, self.online.encoder, self.steps["total_steps"]
+                )
+                if num_classes is not None
+                else None
+            )
+        probe_parts = (
+            {"probe": self.probe.head, "probe_optimizer": self.probe.optimizer}
+            if self.probe is not None
+            else {}
+        )
+        self.checkpointer = Checkpointer(
+            os.path.join(workdir, "checkpoints"),
+            config.checkpoint.max_to_keep,
+            is_chief=self.is_chief,
+            position=self.position,
+            online=self.online,
+            target=self.target,
+            optimizer=self.optimizer,
+            optional=tuple(probe_parts),
+            **probe_parts,
+        )
+        # The NT-Xent baseline has no target: the tower exists (checkpoints and tools keep one
+        # layout) but is never run, and the EMA is off.
+        self.uses_target = config.objective.name == "byol"
+        self.ema = TargetEMA(
+            self.online,
+            self.target,
+            self.strategy,
+            config.ema.tau_base,
+            self.steps["total_steps"],
+            in_step=config.train.steps_per_call > 1,
+            tau_schedule=config.ema.tau_schedule,
+        )
+        # Other workers export too (saving may need their collectives), to a temporary
+        # directory that is removed after each export, as tf.distribute recommends.
+        self.exporter = EncoderExport(
+            self.online.encoder,
+            os.path.join(workdir, "export"),
+            config.data.image_size,
+            config.export.every_epochs,
+            discard=not self.is_chief,
+        )
+        self._train_fn = None
+        if self.is_chief:
+            # The record of the run; tools/export_encoder.py rebuilds the towers from it.
+            archive = any(k not in workdir_lib.MAY_DIFFER_ON_RESUME for k in accepted)
+            workdir_lib.save_config(workdir, config, archive_previous=archive)
+
+    def _bn_free_init(self, encoder: keras.Model | None) -> None:
+        """Richemond et al.'s BN-free start: affine params from one BN pass on augmented data."""
+        if encoder is not None:
+            raise ValueError(
+                "model.norm='bn_free_init' initialises the configured ResNet, not your own "
+                "encoder: leave `encoder=` out, or pass an encoder you transformed yourself "
+                "(byol_tf.models.remove_batchnorm works on byol_tf ResNets) with model.norm='batch'."
+            )
+        # The same batch on every worker (see bn_free_init_batch): all start from equal weights.
+        init_from_batchnorm(
+            self.online.encoder, data_lib.bn_free_init_batch(self.source, self.config)
+        )
+        copy_online_to_target(self.online, self.target)
+
+    @property
+    def step(self) -> int:
+        """The loop's step (updates skipped by float16 loss scaling count too)."""
+        return int(self.position.step.numpy())
+
+    def _dataset(self, start_step: int):
+        def dataset_fn(input_context):
+            return data_lib.pretrain_dataset(self.source, self.config, input_context, start_step)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def describe(self) -> str:
+        """What this run will do, in the words a user checks first: devices, batch, schedule."""
+        c, steps = self.config, self.steps
+        try:
+            names = self.strategy.extended.worker_devices
+        except RuntimeError:  # the default strategy: TF's default device
+            names = [
+                (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices())[0].name
+            ]
+        devices = sorted({d.split("/")[-1].replace("device:", "") for d in names})
+        replicas = self.strategy.num_replicas_in_sync
+        per_replica = c.data.global_batch_size // replicas
+        peak_lr = float(self.lr_schedule(steps["warmup_steps"]))
+        isa = cpu.vector_isa()
+        return (
+            f"byol-tf: {type(self.strategy).__name__.lstrip('_')}, {replicas} replica(s) on "
+            f"{', '.join(devices)} ({distribute.num_workers(self.strategy)} worker(s)); CPU "
+            f"vector ISA {isa}, oneDNN {_ONEDNN_STATE[cpu.onednn_enabled()]}.\n"
+            f"Global batch {c.data.global_batch_size} ({per_replica} per replica), "
+            f"{steps['total_steps']} steps of which {steps['warmup_steps']} warm-up "
+            f"({steps['steps_per_epoch']} per epoch over {self.source.num_examples} images), "
+            f"peak learning rate {peak_lr:.4g} (base {c.optimizer.base_lr:g} x batch / 256), "
+            f"{c.train.precision}."
+        )
+
+    def fit(
+        self, stop_at_step: int | None = None, callbacks: list[keras.callbacks.Callback] = ()
+    ) -> dict:
+        """Trains to the end of the schedule (or `stop_at_step`) and returns the summary.
+
+        `callbacks` are extra Keras callbacks. As in `keras.Model.fit`, each gets `set_model`
+        (the online network) and `set_params` before training, the global step as `batch`,
+        and may stop training by setting `self.model.stop_training = True`: the loop then
+        saves a checkpoint at that step, ends training as at the end of the schedule (the
+        export included) and returns with `stopped_early=True`. Under `multi_worker`, every
+        worker's callbacks must decide alike (from the logged loss, which is global).
+
+        Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
+        checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
+        the same command resumes from it. If another worker dies, raises
+        `faults.WorkerFailureError` naming the checkpoint to resume from (a lost tf.data
+        service: `DispatcherUnavailableError`, naming its address); if the workers
+        restored different steps, `faults.CheckpointMismatchError` naming them.
+        """
+        c = self.config
+        # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
+        restored = self.checkpointer.restore() if self.step == 0 else None
+        if restored is not None:
+            self.position.check(restored, int(self.optimizer.iterations.numpy()))
+        if distribute.num_workers(self.strategy) > 1:
+            faults.check_restored_steps(
+                faults.restored_steps(self.strategy, self.step), self.checkpointer.directory
+            )
+        start = self.step
+        end = (
+            self.steps["total_steps"]
+            if stop_at_step is None
+            else min(stop_at_step, self.steps["total_steps"])
+        )
+        spe = self.steps["steps_per_epoch"]
+        logger = MetricsLogger(
+            self.workdir,
+            self.steps["total_steps"],
+            spe,
+            c.data.global_batch_size,
+            start,
+            enabled=self.is_chief,
+            progress_bar=c.train.progress_bar,
+        )
+        monitors = []
+        if c.eval.knn_every_epochs > 0:
+            monitors.append(
+                KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
+            )
+        ema = [self.ema] if self.uses_target else []
+        self.online.stop_training = False
+        params = {"epochs": math.ceil(self.steps["total_steps"] / spe), "steps": spe, "verbose": 0}
+        for cb in callbacks:
+            cb.set_model(self.online)
+            cb.set_params(params)
+        callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
+        if self._train_fn is None:
+            self._train_fn = make_train_function(
+                self.strategy,
+                self.online,
+                self.target,
+                self.optimizer,
+                c,
+                self.ema.update if (ema and self.ema.in_step) else None,
+                self.probe,
+                step_counter=self.position.step,
+            )
+        if self.is_chief and start < end:
+            print(self.describe(), flush=True)
+        iterator = iter(self._dataset(start))
+        control = faults.RunControl(
+            self.strategy,
+            c.checkpoint.every_steps,
+            c.checkpoint.every_minutes,
+            is_chief=self.is_chief,
+        )
+        log_every = max(1, c.train.log_every_steps)
+        last_loss, collapse, preempted, stopped_early = float("nan"), float("nan"), False, False
+        probe_last = dict.fromkeys(probe_lib.METRICS, float("nan")) if self.probe else {}
+        timed_steps, timed_seconds = 0, 0.0
+        step = start
+        try:
+            control.start()
+            for cb in callbacks:
+                cb.on_train_begin()
+            if start < end:
+                compile_train_function(self._train_fn, iterator)
+            due = (c.eval.knn_every_epochs, c.export.every_epochs)
+            while step < end:
+                n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
+                t0 = time.perf_counter()
+                losses, last_t = self._train_fn(iterator, tf.constant(n))
+                losses = losses.numpy()
+                if step > start:  # the first call still pays one-off costs (kernels, XLA)
+                    timed_steps, timed_seconds = (
+                        timed_steps + n,
+                        timed_seconds + time.perf_counter() - t0,
+                    )
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    raise NonFiniteLossError(
+                        f"Loss is {losses[bad[0]]} at step {step + int(bad[0]) + 1}. Training stopped; "
+                        f"the last good checkpoint is {self.checkpointer.latest or 'none (no checkpoint yet)'}. "
+                        "Lower optimizer.base_lr or check the input data."
+                    )
+                prev, step = step, step + n
+                last_loss, collapse = float(losses[-1]), float(last_t["collapse_std"])
+                probe_last = {k: float(last_t[k]) for k in probe_last}
+                logs = None
+                if step // log_every > prev // log_every or step == end:
+                    logs = {
+                        "loss": last_loss,
+                        "lr": float(self.lr_schedule(step - 1)),
+                        "tau": float(
+                            target_tau(
+                                step - 1,
+                                c.ema.tau_base,
+                                self.steps["total_steps"],
+                                c.ema.tau_schedule,
+                            )
+                        ),
+                        "collapse_std": collapse,
+                        **probe_last,
+                    }
+                    if not self.uses_target:
+                        del logs["tau"]
+                for cb in callbacks:
+                    cb.on_train_batch_end(step, logs)
+                for epoch in range(prev // spe, step // spe):
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                decision = control.decide(prev, step)
+                if decision.save:
+                    self.checkpointer.save(step)
+                    control.saved()
+                if decision.stop:
+                    preempted = True
+                    break
+                if self.online.stop_training:
+                    stopped_early = True
+                    break
+            if (step > start or restored is None) and self.checkpointer.latest_step != step:
+                self.checkpointer.save(step)
+            if preempted:
+                print(
+                    f"Preempted at step {step}: checkpoint saved. Rerun the same command to resume."
+                )
+            elif step >= self.steps["total_steps"] or stopped_early:
+                for cb in callbacks:
+                    cb.on_train_end()
+        except faults.PEER_FAILURE_ERRORS as e:
+            clear = faults.explain_failure(
+                e,
+                self.checkpointer.latest,
+                distribute.num_workers(self.strategy),
+                c.data.service_address,
+            )
+            if clear is None:
+                raise
+            raise clear from e
+        finally:
+            control.close()
+            logger.close()  # also when training raises: metrics.jsonl stays whole and closed
+        images_per_s = (
+            timed_steps * c.data.global_batch_size / timed_seconds
+            if timed_seconds
+            else logger.images_per_s
+        )
+        return {
+            "steps": step,
+            "epochs": step / spe,
+            "final_loss": last_loss,
+            "collapse_std": collapse,
+            "images_per_s": images_per_s,
+            "skipped_images": int(self.source.skipped),
+            "export_dir": self.exporter.last_export,
+            "preempted": preempted,
+            "stopped_early": stopped_early,
+            **probe_last,  # the online probe's last values, when it is on
+        }
+
+    def evaluate_knn(self) -> dict:
+        """kNN top-1 of the learned encoder and of a random network of the same architecture.
+
+        The random network is built as the trained one started: with `ema.tau_base` = 1 it is
+        the target encoder itself, the frozen random network the online one learned to predict
+        (the "random network" row of the paper's fixed-target experiment; its BatchNorm moving
+        statistics come from its training-mode forward passes). Otherwise it is a fresh
+        encoder, given the same data-dependent start as the trained one under
+        `model.norm="bn_free_init"`.
+
+        A fresh encoder with BatchNorm is measured twice. `knn_top1_random` gives it what the
+        learned encoder has, moving statistics estimated on `eval.random_bn_batches` batches of
+        training views (weights untouched; `models.bn_stats`). `knn_top1_random_init_stats`
+        keeps Keras's placeholder statistics (mean 0, variance 1), which make each BatchNorm
+        the identity in inference mode.
+        """
+        c = self.config
+        if not (c.eval.knn_train and c.eval.knn_test):
+            return {}
+        train_src = data_lib.load_source(c.eval.knn_train, c)
+        test_src = data_lib.load_source(c.eval.knn_test, c)
+
+        def top1(encoder) -> float:
+            return knn.evaluate_knn(encoder, train_src, test_src, c)["top1"]
+
+        results = {"knn_top1_learned": top1(self.online.encoder)}
+        if c.ema.tau_base == 1.0:
+            results["knn_top1_random"] = top1(self.target.encoder)
+            return results
+        keras.utils.set_random_seed(c.seed + 1)
+        random_encoder = fresh_encoder_like(c, self.online.encoder, self.user_encoder)
+        views = data_lib.pretrain_dataset(self.source, c).take(c.eval.random_bn_batches)
+        random_encoder(next(iter(views))["view1"], training=False)  # builds its variables
+        if c.model.norm == "bn_free_init":
+            init_from_batchnorm(random_encoder, data_lib.bn_free_init_batch(self.source, c))
+        if batchnorm_layers(random_encoder):
+            results["knn_top1_random_init_stats"] = top1(random_encoder)
+            estimate_batchnorm_statistics(
+                random_encoder, (batch[view] for batch in views for view in VIEWS)
+            )
+        results["knn_top1_random"] = top1(random_encoder)
+        return results
+
+
+# Measured on the last trained step: a call of `fit` that trains no step has none of its own.
+_LAST_STEP_FIELDS = ("final_loss", "collapse_std", "images_per_s")
+
+
+def keep_previous_measurements(workdir: str, summary: dict) -> dict:
+    """`summary`, with the last-step fields of the workdir's summary when it trained no step.
+
+    Rerunning a finished run trains nothing, so its loss and collapse indicator are NaN; the
+    summary it replaces holds the real ones, measured at the same step.
+    """
+    previous = read_json(os.path.join(workdir, "summary.json"))
+    if not previous or previous.get("steps") != summary["steps"]:
+        return summary
+    kept = {
+        k: previous[k]
+        for k in _LAST_STEP_FIELDS
+        if previous.get(k) is not None and not math.isfinite(summary.get(k, math.nan))
+    }
+    return {**summary, **kept}
+
+
+def write_summary(workdir: str, summary: dict) -> str:
+    """Writes `summary.json` atomically (the experiment runner takes it as "finished")."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in summary.items()
+    }
+    return atomic_write_json(os.path.join(workdir, "summary.json"), clean)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
+) -> dict:
+    """Pretrains, exports, runs the kNN check when configured, and writes `summary.json`.
+
+    `overwrite`: continue in a workdir whose saved config differs (see `Trainer`).
+    """
+    trainer = Trainer(config, workdir, overwrite=overwrite)
+    summary = trainer.fit()
+    if trainer.is_chief:
+        summary = keep_previous_measurements(workdir, summary)
+    # Only the chief reports; the kNN check is a pure evaluation, other workers skip it.
+    if not summary["preempted"] and trainer.is_chief:
+        summary.update(trainer.evaluate_knn())
+    if trainer.is_chief:
+        summary["machine"] = cpu.machine()  # CPU class and oneDNN decide the speed
+        summary["summary_path"] = write_summary(workdir, summary)
+    return summary
