@@ -43,6 +43,7 @@ from benchmarks.bench import conv as conv_profile
 from benchmarks.bench import profile as step_profile
 from byol_tf import augment
 from byol_tf import data as data_lib
+from byol_tf.core.update import StepSpec
 from byol_tf.data.pipeline import VIEWS, batch_augment_seed
 from byol_tf.platform import cpu
 from byol_tf.training.step import compile_train_function, make_train_function
@@ -228,7 +229,7 @@ class StepRunner:
             trainer.online,
             trainer.target,
             trainer.optimizer,
-            config,
+            StepSpec.from_config(config),
             ema,
             step_counter=trainer.position.step,
         )

@@ -18,20 +18,18 @@ import time
 import keras
 import tensorflow as tf
 
-from byol_tf.core.schedules import target_tau
+from byol_tf.core.update import target_ema
 from byol_tf.models import target_pairs
 from byol_tf.models.export import export_encoder
 from byol_tf.platform import files as io
-from byol_tf.platform.graph_order import after
 
 
 class TargetEMA(keras.callbacks.Callback):
-    """xi <- tau * xi + (1 - tau) * theta over the trainable encoder+projector weights.
+    """The loop's hook for `byol_tf.core.update.target_ema` over the trainable encoder and
+    projector weights.
 
     tau follows `tau_schedule` ("cosine": from `tau_base` to 1 over `total_steps`; "constant":
-    `tau_base` throughout; byol_tf.core.schedules.target_tau). BatchNorm moving
-    statistics are not averaged: the target's come from its own training-mode forward passes,
-    as in DeepMind's reference code.
+    `tau_base` throughout; byol_tf.core.schedules.target_tau).
     """
 
     def __init__(
@@ -56,23 +54,9 @@ class TargetEMA(keras.callbacks.Callback):
 
     def update(self, step: tf.Tensor) -> None:
         """Moves the target one EMA step with tau(step); callable in cross-replica context."""
-
-        def ema(target_var, online_value):
-            # Each device blends its own copies: no cross-device traffic, and the result is
-            # the same on every replica because the online weights are already in sync.
-            # Read the target only once the updated online value exists: otherwise the
-            # executor computes tau * xi when the step starts and holds it through the backward
-            # pass, a copy of every target weight at the step's memory peak.
-            online_value = tf.convert_to_tensor(online_value)  # a read, after the update
-            current = after(target_var, [online_value])
-            return target_var.assign(tau * current + (1.0 - tau) * online_value)
-
-        with tf.name_scope("ema"):  # names its ops in profiles (benchmarks/bench/profile.py)
-            tau = target_tau(step, self.tau_base, self.total_steps, self.tau_schedule)
-            for online_var, target_var in self.pairs:
-                self.strategy.extended.update(
-                    target_var.value, ema, args=(online_var.value,), group=False
-                )
+        target_ema(
+            self.pairs, step, self.tau_base, self.total_steps, self.tau_schedule, self.strategy
+        )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         # `batch` is the global step after the optimizer update; tau uses the step before it.

@@ -27,6 +27,7 @@ from byol_tf.core.schedules import (
     build_predictor_lr_schedule,
     target_tau,
 )
+from byol_tf.core.update import StepSpec
 from byol_tf.data.pipeline import VIEWS
 from byol_tf.distributed import faults
 from byol_tf.distributed import strategies as distribute
@@ -314,7 +315,7 @@ class Trainer:
                 self.online,
                 self.target,
                 self.optimizer,
-                c,
+                StepSpec.from_config(c),
                 self.ema.update if (ema and self.ema.in_step) else None,
                 self.probe,
                 step_counter=self.position.step,

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from byol_tf import data
+from byol_tf.core.update import StepSpec
 from byol_tf.training import trainer as train
 from byol_tf.training.step import replica_function
 from tests.helpers.multiworker_job import job_config
@@ -47,7 +48,11 @@ def test_the_per_replica_step_compiles_with_xla(tmp_path, precision):
             assert spec.shape.is_fully_defined(), spec
         batch = next(iter(ds))
         per_replica = replica_function(
-            trainer.online, trainer.target, trainer.optimizer, c, trainer.probe
+            trainer.online,
+            trainer.target,
+            trainer.optimizer,
+            StepSpec.from_config(c),
+            trainer.probe,
         )
         step_fn = tf.function(per_replica, jit_compile=True)
         ema_fn = tf.function(trainer.ema.update, jit_compile=True)
