@@ -1,7 +1,7 @@
 """Weighted kNN evaluation of an exported encoder from the command line.
 
   byol-knn-eval --encoder=<SavedModel dir> --train=<source> --test=<source> \
-      [--output=<json>] [--config=configs/knn_eval.py[:local]] [--config.knn.k=200 ...] \
+      [--output=<json>] [--config=configs/knn_eval.py[:local]] [--config.eval.knn_k=200 ...] \
       [--random_init]
 
 The train source is the memory bank (k=200, T=0.1 by default). Prints a one-line summary and

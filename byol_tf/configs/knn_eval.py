@@ -18,7 +18,7 @@ def get_config(arg: str = ""):
     if arg == "local":
         c.data.image_size = 16
         c.eval.batch_size = 32
-        c.knn.k = 20
+        c.eval.knn_k = 20
     elif arg:
         raise ValueError(f"Unknown config argument {arg!r}; the only variant is 'local'.")
     return c

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from byol_tf import augment
@@ -267,23 +268,43 @@ def center_crop_resize(image: tf.Tensor, size: int, crop_fraction: float = 1.0) 
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
 
 
+def chosen_examples(source: Source, indices: np.ndarray | None = None) -> tf.data.Dataset:
+    """The examples at `indices` (all when None) once, in index order."""
+    if indices is None:
+        return source.ordered_examples()
+    if source.random_access:
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(indices, tf.int64))
+        return ds.map(source.load, num_parallel_calls=tf.data.AUTOTUNE)
+    mask = np.zeros(source.num_examples, bool)
+    mask[indices] = True
+    mask = tf.constant(mask)
+    return source.ordered_examples().filter(lambda e: tf.gather(mask, e["index"]))
+
+
 def eval_dataset(
     source: Source,
     config: ml_collections.ConfigDict,
     batch_size: int,
     image_size: int | None = None,
+    indices: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Every example once, in order: {"image": float32 [n, S, S, 3] in [0, 1], "label": [n]}.
+    """The examples at `indices` (every one when None) once, in index order, test-time view:
+    {"image": float32 [n, S, S, 3] in [0, 1], "label": [n]}. The one eval input pipeline of
+    byol-tf: the kNN check and monitor of a run, and every downstream tool.
 
-    Each image is centre-cropped to a square and resized (bilinear, antialiased) to
-    `image_size` (default `data.image_size`). The last batch may be smaller.
+    Each image is centre-cropped to a square, the middle `augment.test_crop_fraction` of it
+    (1.0 when the config has none), and resized (bilinear, antialiased) to `image_size`
+    (default `data.image_size`). The last batch may be smaller.
     """
     size = image_size or config.data.image_size
+    fraction = config.augment.get("test_crop_fraction", 1.0)
 
     def prepare(example):
-        return {"image": center_crop_resize(example["image"], size), "label": example["label"]}
+        image = center_crop_resize(example["image"], size, fraction)
+        return {"image": image, "label": example["label"]}
 
-    ds = source.ordered_examples().map(
-        prepare, num_parallel_calls=autotune(config.data.num_parallel_calls)
+    examples = chosen_examples(source, None if indices is None else np.sort(indices))
+    ds = examples.map(
+        prepare, num_parallel_calls=autotune(config.data.num_parallel_calls), deterministic=True
     )
     return ds.batch(batch_size).prefetch(autotune(config.data.prefetch))

@@ -29,12 +29,13 @@ def _common() -> ml_collections.ConfigDict:
     c.data.image_size = 0
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256  # batches for representations and test predictions
-    # The --random_init twin's BatchNorm moving statistics. 0 keeps Keras's placeholders (mean 0,
-    # variance 1: every BatchNorm is the identity in inference mode, a function the network
-    # never computes in training). N > 0 estimates them on the first N test-time batches of
-    # the train split, weights untouched (models.bn_stats), the like-for-like control for a
-    # trained encoder. They can disagree by several points; docs/experiments.md shows both.
-    c.eval.random_bn_batches = 0
+    # The --random_init twin's BatchNorm moving statistics, as a training run's own check
+    # estimates them: on the first N test-time batches of the train split, weights untouched
+    # (models.bn_stats), the like-for-like control for a trained encoder. 0 keeps Keras's
+    # placeholders (mean 0, variance 1: every BatchNorm is the identity in inference mode, a
+    # function the network never computes in training). They can disagree by several points;
+    # docs/experiments.md shows both.
+    c.eval.random_bn_batches = 16
     return c
 
 
@@ -110,7 +111,9 @@ def knn_eval_config() -> ml_collections.ConfigDict:
     """Weighted kNN on L2-normalised representations (k=200, T=0.1: solo-learn, lightly)."""
     c = _common()
     c.augment = ml_collections.ConfigDict(dict(test_crop_fraction=1.0))
-    c.knn = ml_collections.ConfigDict(dict(k=200, temperature=0.1))
+    # The same keys as a training run's kNN check and monitor (byol_tf.evaluation.knn).
+    c.eval.knn_k = 200
+    c.eval.knn_temperature = 0.1
     return c
 
 
@@ -145,7 +148,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if "train" in config and "val_fraction" in config.train:
         if not 0.0 < config.train.val_fraction < 1.0:
             raise ValueError(f"train.val_fraction={config.train.val_fraction} must be in (0, 1).")
-    if "knn" in config and (config.knn.k < 1 or config.knn.temperature <= 0):
+    if "knn_k" in config.eval and (config.eval.knn_k < 1 or config.eval.knn_temperature <= 0):
         raise ValueError(
-            f"knn.k={config.knn.k} must be >= 1 and knn.temperature={config.knn.temperature} > 0."
+            f"eval.knn_k={config.eval.knn_k} must be >= 1 and "
+            f"eval.knn_temperature={config.eval.knn_temperature} > 0."
         )

@@ -28,6 +28,7 @@ import ml_collections
 import tensorflow as tf
 
 from byol_tf.core.schedules import scaled_learning_rate
+from byol_tf.data.pipeline import eval_dataset
 from byol_tf.evaluation import classifier, inputs, report, subsets
 from byol_tf.evaluation.setup import open_encoder, open_sources
 from byol_tf.models.export import SIGNATURE_INPUT, write_archive
@@ -137,7 +138,7 @@ def run_finetune(
         **classifier.sgd_settings(c),
     )
     scores, labels = classifier.predict(
-        logits_fn, inputs.eval_batches(test, None, c, image_size, c.eval.batch_size)
+        logits_fn, eval_dataset(test, c, c.eval.batch_size, image_size)
     )
     if export_dir:
         export_classifier(model, export_dir, encoder.fixed_image_size)

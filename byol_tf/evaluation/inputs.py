@@ -1,11 +1,10 @@
-"""Labelled input pipelines of the downstream tools, over any subset of a source's examples.
+"""The training input of the downstream tools, over any subset of a source's examples.
 
 `train_batches` is the linear protocol's training input: endless epochs, each a permutation
 seeded by (seed, epoch), every image randomly cropped (area and aspect ratio from
 `augment.crop_*`) and flipped with draws seeded by (seed, epoch, index), so a run is
 reproducible and two images never share a crop. With `augmented=False` the images get the
-test-time view instead. `eval_batches` yields every chosen example once, in index order, with
-the test-time view: a centre crop (`augment.test_crop_fraction`) resized to the image size.
+test-time view instead, as `byol_tf.data.eval_dataset` (the evaluation input) makes it.
 
 Streaming TFDS sources (no random access) are filtered to the subset and shuffled with a
 seeded buffer of `data.shuffle_buffer`; set `data.cache=true` to get exact per-epoch
@@ -20,24 +19,8 @@ import tensorflow as tf
 
 from byol_tf import augment
 from byol_tf.data import Source, center_crop_resize, crop_seed
+from byol_tf.data.pipeline import chosen_examples
 from byol_tf.data.source import autotune
-
-
-def _membership(source: Source, indices: np.ndarray) -> tf.Tensor:
-    mask = np.zeros(source.num_examples, bool)
-    mask[indices] = True
-    return tf.constant(mask)
-
-
-def _examples(source: Source, indices: np.ndarray | None) -> tf.data.Dataset:
-    """The chosen examples once, in index order."""
-    if indices is None:
-        return source.ordered_examples()
-    if source.random_access:
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(indices, tf.int64))
-        return ds.map(source.load, num_parallel_calls=tf.data.AUTOTUNE)
-    mask = _membership(source, indices)
-    return source.ordered_examples().filter(lambda e: tf.gather(mask, e["index"]))
 
 
 def epoch_permutations(pool: np.ndarray, seed: int) -> tf.data.Dataset:
@@ -104,30 +87,10 @@ def train_batches(
             deterministic=True,
         )
     else:
-        ds = _examples(source, indices).shuffle(
+        ds = chosen_examples(source, indices).shuffle(
             config.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
         )
         # The running count stands in for the epoch in the augmentation seeds.
         ds = ds.repeat().enumerate().map(view, num_parallel_calls=parallel, deterministic=True)
     ds = ds.batch(batch, drop_remainder=True)
     return ds.prefetch(autotune(config.data.prefetch))
-
-
-def eval_batches(
-    source: Source,
-    indices: np.ndarray | None,
-    config: ml_collections.ConfigDict,
-    image_size: int,
-    batch_size: int,
-) -> tf.data.Dataset:
-    """The chosen examples (all when `indices` is None) once, in index order, test-time view."""
-    fraction = config.augment.test_crop_fraction
-
-    def view(example):
-        image = center_crop_resize(example["image"], image_size, fraction)
-        return {"image": image, "label": example["label"]}
-
-    ds = _examples(source, None if indices is None else np.sort(indices)).map(
-        view, num_parallel_calls=autotune(config.data.num_parallel_calls), deterministic=True
-    )
-    return ds.batch(batch_size).prefetch(autotune(config.data.prefetch))

@@ -82,9 +82,17 @@ def representations(
 
 
 def evaluate_knn(
-    encoder, train_source, test_source, config, forward: Callable | None = None
+    encoder,
+    train_source,
+    test_source,
+    config,
+    forward: Callable | None = None,
+    image_size: int | None = None,
 ) -> dict[str, float]:
-    """kNN accuracy of `encoder` with the train source as memory bank, on the test source."""
+    """kNN accuracy (`top1`, `top5`) of `encoder` with the train source as memory bank, on the
+    test source, with `eval.knn_k` and `eval.knn_temperature`: the one kNN of byol-tf (a
+    run's check and monitor, and `byol-knn-eval`). Images at `image_size` (default
+    `data.image_size`); also returns `num_train` and `num_test`."""
     from byol_tf import data as data_lib  # local: data imports augment, which is heavier
 
     data_lib.check_same_classes(train_source, test_source)
@@ -92,7 +100,7 @@ def evaluate_knn(
         if source.num_classes is None:
             raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
     forward = forward or inference_forward(encoder)
-    size, batch = config.data.image_size, config.eval.batch_size
+    size, batch = image_size or config.data.image_size, config.eval.batch_size
     train_x, train_y = representations(
         encoder, data_lib.eval_dataset(train_source, config, batch, size), forward
     )
@@ -100,7 +108,7 @@ def evaluate_knn(
         encoder, data_lib.eval_dataset(test_source, config, batch, size), forward
     )
     num_classes = max(train_source.num_classes, test_source.num_classes)
-    return knn_accuracy(
+    accuracy = knn_accuracy(
         train_x,
         train_y,
         test_x,
@@ -109,3 +117,4 @@ def evaluate_knn(
         k=config.eval.knn_k,
         temperature=config.eval.knn_temperature,
     )
+    return {**accuracy, "num_train": len(train_y), "num_test": len(test_y)}

@@ -1,7 +1,8 @@
 """kNN evaluation of an exported encoder: the train source is the memory bank.
 
 Representations of centre-cropped images, in inference mode, scored with the weighted kNN of
-`byol_tf.evaluation.knn` (k = `knn.k`, temperature `knn.temperature`; 200 and 0.1 by default).
+`byol_tf.evaluation.knn` (k = `eval.knn_k`, temperature `eval.knn_temperature`; 200 and 0.1 by
+default), the same as a training run's kNN check.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 import ml_collections
 
-from byol_tf.evaluation import inputs, knn, report
+from byol_tf.evaluation import knn, report
 from byol_tf.evaluation.setup import open_run
 
 
@@ -31,31 +32,21 @@ def run_knn_eval(
     start = time.perf_counter()
     c = config
     run = open_run(encoder_path, train_spec, test_spec, c, random_init=random_init)
-    features = {}
-    for role, source in (("train", run.train), ("test", run.test)):
-        ds = inputs.eval_batches(source, None, c, run.image_size, c.eval.batch_size)
-        features[role] = knn.representations(run.encoder, ds)
-    accuracy = knn.knn_accuracy(
-        *features["train"],
-        *features["test"],
-        run.num_classes,
-        k=c.knn.k,
-        temperature=c.knn.temperature,
-    )
-    num_train = len(features["train"][1])
+    result = knn.evaluate_knn(run.encoder, run.train, run.test, c, image_size=run.image_size)
+    num_train, num_test = result.pop("num_train"), result.pop("num_test")
     settings = {
-        "k": int(min(c.knn.k, num_train)),
-        "temperature": float(c.knn.temperature),
+        "k": int(min(c.eval.knn_k, num_train)),
+        "temperature": float(c.eval.knn_temperature),
         "config": c.to_dict(),
     }
     result = report.make_report(
         "knn_eval",
         encoder_path,
         run.init,
-        run.data_record(num_train, len(features["test"][1])),
+        run.data_record(num_train, num_test),
         "knn",
         settings,
-        accuracy,
+        result,
         time.perf_counter() - start,
     )
     return KnnResult(result)

@@ -32,6 +32,7 @@ import tensorflow as tf
 from absl import logging
 
 from byol_tf.core.schedules import scaled_learning_rate
+from byol_tf.data.pipeline import eval_dataset
 from byol_tf.evaluation import classifier, inputs, report, subsets
 from byol_tf.evaluation.encoders import SavedModelEncoder
 from byol_tf.evaluation.knn import representations
@@ -73,15 +74,19 @@ class _Protocol:
         self.image_size, self.num_classes, self.mode = image_size, num_classes, mode
         self.train_features = self.train_labels = None
         if mode == "cached":
-            ds = inputs.eval_batches(train_source, None, config, image_size, config.eval.batch_size)
+            ds = eval_dataset(train_source, config, config.eval.batch_size, image_size)
             self.train_features, self.train_labels = representations(encoder, ds)
 
     def features(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Test-view representations and labels of some train examples."""
         if self.train_features is not None:
             return self.train_features[indices], self.train_labels[indices]
-        ds = inputs.eval_batches(
-            self.train_source, indices, self.config, self.image_size, self.config.eval.batch_size
+        ds = eval_dataset(
+            self.train_source,
+            self.config,
+            self.config.eval.batch_size,
+            self.image_size,
+            indices=indices,
         )
         return representations(self.encoder, ds)
 
@@ -139,7 +144,7 @@ def run_linear_eval(
     logging.info("Linear evaluation in %s mode.", mode)
     protocol = _Protocol(encoder, train_source, c, image_size, run.num_classes, mode)
     test_x, test_y = representations(
-        encoder, inputs.eval_batches(run.test, None, c, image_size, c.eval.batch_size)
+        encoder, eval_dataset(run.test, c, c.eval.batch_size, image_size)
     )
 
     base_lrs = [float(lr) for lr in c.optimizer.base_learning_rates]

@@ -13,8 +13,9 @@ import tempfile
 import ml_collections
 
 from byol_tf.data import Source, check_same_classes, load_source
+from byol_tf.data.pipeline import eval_dataset
 from byol_tf.evaluation import config as eval_config
-from byol_tf.evaluation import inputs, subsets
+from byol_tf.evaluation import subsets
 from byol_tf.evaluation.encoders import (
     SavedModelEncoder,
     load_encoder_layer,
@@ -75,7 +76,7 @@ def open_encoder(
         return load_encoder_layer(encoder_path, size, trainable=trainable)
     bn_batches = None
     if bn_source is not None and config.eval.get("random_bn_batches", 0) > 0:
-        ds = inputs.eval_batches(bn_source, None, config, size, config.eval.batch_size)
+        ds = eval_dataset(bn_source, config, config.eval.batch_size, size)
         bn_batches = (batch["image"] for batch in ds.take(config.eval.random_bn_batches))
     # Loaded variables live in memory, so the temporary export can go at once.
     with tempfile.TemporaryDirectory(prefix="byol_random_init_") as tmp:

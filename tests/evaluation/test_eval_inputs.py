@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from byol_tf.data import Source, load_source
+from byol_tf.data.pipeline import eval_dataset
 from byol_tf.evaluation import inputs, subsets
 from tests.helpers.downstream_data import eval_config
 
@@ -53,14 +54,14 @@ def test_train_batches_use_the_subset_with_per_image_seeded_crops():
     assert inputs.effective_batch(256, len(indices)) == 8
 
 
-def test_eval_batches_in_index_order_and_streaming_sources_agree():
+def test_eval_dataset_in_index_order_and_streaming_sources_agree():
     c = config()
     source = load_source("synthetic:train", c)
     indices = np.array([30, 2, 17, 9])
-    direct = next(iter(inputs.eval_batches(source, indices, c, 24, 8)))
+    direct = next(iter(eval_dataset(source, c, 8, 24, indices=indices)))
     stream = streaming(source)
     assert not stream.random_access
-    streamed = next(iter(inputs.eval_batches(stream, indices, c, 24, 8)))
+    streamed = next(iter(eval_dataset(stream, c, 8, 24, indices=indices)))
     np.testing.assert_array_equal(direct["label"].numpy(), streamed["label"].numpy())
     np.testing.assert_allclose(direct["image"].numpy(), streamed["image"].numpy())
     # Sorted by index, and at full size the test view is the image itself.

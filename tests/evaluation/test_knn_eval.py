@@ -50,7 +50,7 @@ def test_knn_eval_cli_writes_the_report(tmp_path):
             f"--test={test_spec}",
             f"--output={output}",
             "--config=" + os.path.join(REPO, "configs", "knn_eval.py") + ":local",
-            "--config.knn.k=5",
+            "--config.eval.knn_k=5",
         ],
         capture_output=True,
         text=True,
