@@ -9,7 +9,7 @@ from byol_tf.data.pipeline import (
     pretrain_dataset,
     steps_per_epoch,
 )
-from byol_tf.data.sources import Source, check_same_classes, load_source
+from byol_tf.data.sources import Source, check_same_classes, load_source, require_labels
 from byol_tf.data.synthetic import make_synthetic
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "load_source",
     "make_synthetic",
     "pretrain_dataset",
+    "require_labels",
     "steps_per_epoch",
 ]

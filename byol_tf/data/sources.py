@@ -68,6 +68,19 @@ def _listed(names: list[str], most: int = 10) -> str:
     return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
 
 
+def require_labels(source: Source, needed_by: str, role: str = "") -> int:
+    """The number of classes of `source`; when it has none, a ValueError naming the source,
+    what needs its labels and how to give it some. The one labelled-source check of byol-tf."""
+    if source.num_classes is None:
+        raise ValueError(
+            f"{needed_by} needs labels, but the {role + ' ' if role else ''}source "
+            f"{source.spec!r} has no labels (a folder without class subfolders, or a TFDS split "
+            "without a ClassLabel 'label'). Use a labelled source: a folder with one subfolder "
+            "per class, a labelled TFDS split, or 'synthetic:train' / 'synthetic:test'."
+        )
+    return int(source.num_classes)
+
+
 def check_same_classes(train: Source, test: Source) -> None:
     """Raises ValueError if both sources name their classes and the names differ.
 

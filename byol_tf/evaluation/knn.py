@@ -96,9 +96,8 @@ def evaluate_knn(
     from byol_tf import data as data_lib  # local: data imports augment, which is heavier
 
     data_lib.check_same_classes(train_source, test_source)
-    for source in (train_source, test_source):
-        if source.num_classes is None:
-            raise ValueError(f"kNN evaluation needs labels, but source {source.spec!r} has none.")
+    data_lib.require_labels(train_source, "kNN evaluation", "train")
+    data_lib.require_labels(test_source, "kNN evaluation", "test")
     forward = forward or inference_forward(encoder)
     size, batch = image_size or config.data.image_size, config.eval.batch_size
     train_x, train_y = representations(

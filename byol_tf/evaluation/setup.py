@@ -12,7 +12,7 @@ import tempfile
 
 import ml_collections
 
-from byol_tf.data import Source, check_same_classes, load_source
+from byol_tf.data import Source, check_same_classes, load_source, require_labels
 from byol_tf.data.pipeline import eval_dataset
 from byol_tf.evaluation import config as eval_config
 from byol_tf.evaluation import subsets
@@ -52,8 +52,8 @@ def open_sources(
     eval_config.validate(config)
     train = load_source(train_spec, config)
     test = load_source(test_spec, config)
-    subsets.require_labels(train, "train")
-    subsets.require_labels(test, "test")
+    require_labels(train, "This evaluation", "train")
+    require_labels(test, "This evaluation", "test")
     check_same_classes(train, test)
     subsets.check_disjoint(train, test)
     return train, test

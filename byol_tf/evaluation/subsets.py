@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from byol_tf.data import Source
+from byol_tf.data import Source, require_labels
 from byol_tf.platform import files as io
 
 
@@ -45,20 +45,9 @@ class Subset:
         }
 
 
-def require_labels(source: Source, role: str) -> int:
-    """The number of classes of `source`; a clear error when it has no labels."""
-    if source.num_classes is None:
-        raise ValueError(
-            f"The {role} source {source.spec!r} has no labels, but this evaluation needs them. "
-            "Use a labelled source: a folder with one subfolder per class, a TFDS dataset with "
-            "a 'label' ClassLabel, or 'synthetic:train' / 'synthetic:test'."
-        )
-    return int(source.num_classes)
-
-
 def source_labels(source: Source) -> np.ndarray:
     """int64 [num_examples] labels in index order; reads the source only when it must."""
-    require_labels(source, "labelled")
+    require_labels(source, "Choosing labelled examples")
     if source.labels is not None:
         return np.asarray(source.labels, np.int64)
     labels = [
@@ -89,7 +78,9 @@ def _make(source: Source, labels, indices, method: str, seed: int | None) -> Sub
     indices = np.sort(np.asarray(indices, np.int64))
     all_ids = example_ids(source)
     ids = [all_ids[i] for i in indices]
-    counts = np.bincount(labels[indices], minlength=require_labels(source, "train"))
+    counts = np.bincount(
+        labels[indices], minlength=require_labels(source, "A label subset", "train")
+    )
     return Subset(indices, ids, counts.tolist(), subset_hash(ids), method, seed)
 
 
@@ -119,7 +110,7 @@ def check_label_fraction(fraction: float) -> None:
 
 def balanced_subset(source: Source, labels_per_class: int, seed: int, method: str) -> Subset:
     """`labels_per_class` examples of every class; an error names a class that has fewer."""
-    num_classes = require_labels(source, "train")
+    num_classes = require_labels(source, "A label subset", "train")
     if labels_per_class < 1:
         raise ValueError(f"labels_per_class={labels_per_class} must be >= 1.")
     labels = source_labels(source)
@@ -145,7 +136,7 @@ def select_subset(
 ) -> Subset:
     """The labelled training subset: from `subset_file`, else `labels_per_class`, else
     `label_fraction` (1.0 = every example, unbalanced if the source is)."""
-    require_labels(source, "train")
+    require_labels(source, "A label subset", "train")
     if subset_file:
         return read_subset_file(subset_file, source)
     if labels_per_class:

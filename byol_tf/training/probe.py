@@ -29,23 +29,10 @@ import ml_collections
 import tensorflow as tf
 
 from byol_tf.core.schedules import WarmupCosineSchedule, scaled_learning_rate
-from byol_tf.data import Source
 
 # What each replica returns; summed over replicas, then turned into `probe_loss`/`probe_top1`.
 REPLICA_SUMS = ("probe_loss_sum", "probe_correct", "probe_count")
 METRICS = ("probe_loss", "probe_top1")
-
-
-def check_labelled(source: Source) -> int:
-    """The number of classes of `source`; ValueError naming it if it has no labels."""
-    if source.num_classes is None:
-        raise ValueError(
-            f"eval.online_probe=True needs a labelled training source, but {source.spec!r} has "
-            "no labels (a folder without class subfolders, or a TFDS split without a ClassLabel "
-            "'label'). Set --config.eval.online_probe=false, or train on a labelled source "
-            "(a folder of class subfolders, a labelled TFDS split, or synthetic)."
-        )
-    return int(source.num_classes)
 
 
 class OnlineProbe:

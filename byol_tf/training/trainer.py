@@ -121,7 +121,15 @@ class Trainer:
         self.steps = config_lib.derive_steps(config, self.source.num_examples)
         self.user_encoder = encoder
         # Checked before anything is built: an unlabelled source cannot train the probe.
-        num_classes = probe_lib.check_labelled(self.source) if config.eval.online_probe else None
+        num_classes = (
+            data_lib.require_labels(
+                self.source,
+                "eval.online_probe=True (--config.eval.online_probe=false trains without it)",
+                "training",
+            )
+            if config.eval.online_probe
+            else None
+        )
 
         with self.strategy.scope():
             self.online, self.target = build_towers(

@@ -4,6 +4,7 @@ shapes, and the pretraining pipeline's layout (epochs, exact resumption, shardin
 import dataclasses
 import logging
 import os
+import types
 
 import numpy as np
 import pytest
@@ -487,3 +488,15 @@ def test_two_workers_read_disjoint_examples_in_an_epoch(request, which):
         seen.append(set(labels.tolist()))
     assert not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(range(steps * 8))
+
+
+def test_one_labelled_source_check_names_the_source_what_needs_it_and_the_fix(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    source = types.SimpleNamespace(num_classes=None, spec=f"folder:{flat}")
+    with pytest.raises(
+        ValueError,
+        match=r"kNN evaluation needs labels, but the test source 'folder:.*flat' has no labels.*one subfolder per class",
+    ):
+        data.require_labels(source, "kNN evaluation", "test")
+    assert data.require_labels(types.SimpleNamespace(num_classes=4, spec="x"), "anything") == 4

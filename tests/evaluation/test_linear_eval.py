@@ -198,9 +198,13 @@ def test_sources_without_labels_or_shared_with_test():
     c = eval_config("linear_eval")
     train, test = specs()
     flat = "folder:" + paths["unlabelled"]
-    with pytest.raises(ValueError, match=r"The train source .*flat.* has no labels"):
+    with pytest.raises(
+        ValueError, match=r"needs labels, but the train source .*flat.* has no labels"
+    ):
         run_linear_eval(paths["encoder"], flat, test, c)
-    with pytest.raises(ValueError, match=r"The test source .*flat.* has no labels"):
+    with pytest.raises(
+        ValueError, match=r"needs labels, but the test source .*flat.* has no labels"
+    ):
         run_linear_eval(paths["encoder"], train, flat, c)
     with pytest.raises(ValueError, match="train and test sources are both"):
         run_linear_eval(paths["encoder"], train, train, c)
