@@ -54,6 +54,19 @@ def table(out: str) -> str:
             f"| {', '.join(f'{o:.1f}' for o in ours)} "
             f"| {', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}×** |"
         )
+    eigen = [os.path.join(out, f"r{r}_ours_w16_eigen.json") for r in rs]
+    if all(os.path.exists(p) for p in eigen):
+        slow = [_json(p)["train_step"]["images_per_s"] for p in eigen]
+        fast = [
+            _json(os.path.join(out, f"r{r}_ours_w16.json"))["train_step"]["images_per_s"]
+            for r in rs
+        ]
+        gains = [f / e for f, e in zip(fast, slow, strict=True)]
+        lines.append(
+            f"| ours w16 b256, oneDNN / TF's Eigen kernels (img/s) | "
+            f"{', '.join(f'{e:.1f}' for e in slow)} (Eigen) | {', '.join(f'{f:.1f}' for f in fast)} "
+            f"| {', '.join(f'{g:.2f}' for g in gains)} | **{statistics.median(gains):.2f}×** |"
+        )
     rates = []
     for when in ("before", "after"):
         peer_path = os.path.join(out, f"peer_matmul_{when}.json")

@@ -9,8 +9,10 @@
 #
 # CAP=AVX2 approximates a CPU without AVX-512 on one that has it, on both sides: oneDNN's
 # kernels (ONEDNN_MAX_CPU_ISA, honoured by TF's and torch's oneDNN), torch's own kernels
-# (ATEN_CPU_CAPABILITY) and MKL's matmul (MKL_ENABLE_INSTRUCTIONS). TF's Eigen kernels in the
-# pip wheel use no AVX-512, so they need no cap.
+# (ATEN_CPU_CAPABILITY) and MKL's matmul (MKL_ENABLE_INSTRUCTIONS). TF's own (Eigen) kernels
+# in the pip wheel are built without AVX2 or AVX-512 (TF says so when it starts), so they need
+# no cap. Each round also times our w16 step with TF_ENABLE_ONEDNN_OPTS=0: TF's own default on
+# CPUs without AVX-512 VNNI/BF16 or AMX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${PEER:?set PEER to the peer folder (shared/bench/peer)}"
@@ -38,6 +40,8 @@ for r in $(seq 1 "$ROUNDS"); do
   "${P[@]}" --width 16 --batch 256 --aug kornia --steps 10 > "$OUT/r${r}_peer_w16_kornia.json"
   "${B[@]}" --config=configs/benchmark.py:w16_b256 --parts=train_step,augmented_step \
     --output="$OUT/r${r}_ours_w16.json"
+  TF_ENABLE_ONEDNN_OPTS=0 "${B[@]}" --config=configs/benchmark.py:w16_b256 --parts=train_step \
+    --output="$OUT/r${r}_ours_w16_eigen.json"
   "${P[@]}" --width 64 --batch 256 --aug none --steps 6 > "$OUT/r${r}_peer_w64_none.json"
   "${P[@]}" --width 64 --batch 256 --aug kornia --steps 6 > "$OUT/r${r}_peer_w64_kornia.json"
   "${B[@]}" --config=configs/benchmark.py:w64_b256 --parts=train_step,augmented_step \
