@@ -11,7 +11,7 @@ import dataclasses
 import os
 
 import _bootstrap  # noqa: F401  (repo root on sys.path)
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks.bench import scaling as scaling_model
@@ -35,7 +35,7 @@ _ASSUME = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.ERROR)  # TF's profiler prints v1 deprecation notes
+
     c = _CONFIG.value
     c.train.precision = "float32"  # counting only; bf16 changes neither counts nor FLOPs
     assumptions = scaling_model.Assumptions(

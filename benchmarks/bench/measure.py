@@ -18,19 +18,8 @@ import time
 
 import ml_collections
 
+from benchmarks.bench import memory
 from byol_tf.platform import cpu
-
-
-def _status_kb(field: str) -> int:
-    """A field of /proc/self/status in kB (VmRSS: now, VmHWM: peak so far); 0 elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def input_pipeline_memory(config: ml_collections.ConfigDict, batches: int = 0) -> dict:
@@ -41,13 +30,13 @@ def input_pipeline_memory(config: ml_collections.ConfigDict, batches: int = 0) -
     """
     from byol_tf import data
 
-    baseline = _status_kb("VmRSS")
+    baseline = memory.rss_mb()
     peak_sampled = [baseline]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak_sampled[0] = max(peak_sampled[0], _status_kb("VmRSS"))
+            peak_sampled[0] = max(peak_sampled[0], memory.rss_mb())
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -62,8 +51,7 @@ def input_pipeline_memory(config: ml_collections.ConfigDict, batches: int = 0) -
     t2 = time.perf_counter()
     done.set()
     sampler.join()
-    peak = max(_status_kb("VmHWM"), peak_sampled[0])
-    mb = 1 / 1024
+    peak = max(memory.peak_rss_mb(), peak_sampled[0])
     return {
         "source": config.data.train,
         "cache": bool(config.data.cache),
@@ -71,9 +59,9 @@ def input_pipeline_memory(config: ml_collections.ConfigDict, batches: int = 0) -
         "batches": n,
         "global_batch_size": config.data.global_batch_size,
         "image_size": config.data.image_size,
-        "baseline_rss_mb": round(baseline * mb, 1),
-        "peak_rss_mb": round(peak * mb, 1),
-        "peak_above_baseline_mb": round((peak - baseline) * mb, 1),
+        "baseline_rss_mb": round(baseline, 1),
+        "peak_rss_mb": round(peak, 1),
+        "peak_above_baseline_mb": round(peak - baseline, 1),
         "open_seconds": round(t1 - t0, 2),
         "iterate_seconds": round(t2 - t1, 2),
         "images_per_s": round(n * config.data.global_batch_size / max(t2 - t1, 1e-9), 1),

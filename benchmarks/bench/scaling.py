@@ -47,8 +47,8 @@ def architecture_counts(config: ml_collections.ConfigDict) -> Counts:
     """Counts parameters, BatchNorm layers/channels and forward FLOPs of the configured towers."""
     import numpy as np
     import tensorflow as tf
-    from tensorflow.python.profiler import model_analyzer, option_builder
 
+    from benchmarks.bench.step import forward_flops
     from byol_tf.models import build_towers
     from byol_tf.models.bn_stats import batchnorm_layers
 
@@ -62,12 +62,9 @@ def architecture_counts(config: ml_collections.ConfigDict) -> Counts:
         return len(layers), int(sum(layer.moving_mean.shape[0] for layer in layers))
 
     def flops(model):
+        # Convolution and dense multiply-adds x 2, as the benchmark and the peer count them.
         size = config.data.image_size
-        spec = tf.TensorSpec([1, size, size, 3], tf.float32)
-        graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
-        options = option_builder.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        return float(model_analyzer.profile(graph, options=options).total_float_ops)
+        return float(forward_flops(model, tf.zeros([1, size, size, 3])))
 
     on_layers, on_channels = batch_norms(online)
     tg_layers, tg_channels = batch_norms(target)

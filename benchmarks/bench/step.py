@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from benchmarks.bench import conv as conv_profile
 from benchmarks.bench import profile as step_profile
+from benchmarks.bench.memory import peak_rss_mb
 from byol_tf import augment
 from byol_tf import data as data_lib
 from byol_tf.core.update import StepSpec
@@ -67,11 +68,6 @@ class Timing:
     warmup: int = 2
     windows: int = 5
     calls: int = 3
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident set size so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # Why `tensor_peak_mb` can be missing: TF's default CPU allocator keeps statistics only with
