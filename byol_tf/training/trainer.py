@@ -75,6 +75,14 @@ def steps_in_call(
     return n
 
 
+def _set_process_state(config: ml_collections.ConfigDict) -> None:
+    """What a run sets for the whole process: op determinism, the seed, the precision."""
+    if config.train.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
+
+
 class Trainer:
     """One BYOL pretraining run.
 
@@ -110,10 +118,7 @@ class Trainer:
         accepted = workdir_lib.check_config(workdir, config, overwrite)
         self.config = config
         self.workdir = workdir
-        if config.train.deterministic_ops:
-            tf.config.experimental.enable_op_determinism()
-        keras.utils.set_random_seed(config.seed)
-        keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
+        _set_process_state(config)
         self.strategy = strategy or distribute.make_strategy(config)
         distribute.check_global_batch(config.data.global_batch_size, self.strategy)
         self.is_chief = distribute.is_chief(self.strategy)
@@ -143,23 +148,7 @@ class Trainer:
                 self.steps["steps_per_epoch"], config.data.global_batch_size
             )
             self.lr_schedule = build_lr_schedule(config, self.steps)
-            predictor_schedule = build_predictor_lr_schedule(config, self.steps)
-            optimizer = build_optimizer(
-                config,
-                AtLoopStep(self.lr_schedule, self.position.step),
-                predictor_learning_rate=(
-                    AtLoopStep(predictor_schedule, self.position.step)
-                    if predictor_schedule is not None
-                    else None
-                ),
-            )
-            if config.train.precision == "float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(
-                    optimizer, initial_scale=config.train.fp16_initial_loss_scale
-                )
-            self.optimizer = optimizer
-            # Built before the first step so its slots exist inside the strategy's scope.
-            self.optimizer.build(self.online.trainable_variables)
+            self.optimizer = self._build_optimizer()
             # Built after everything else, so the towers' initial weights do not depend on it.
             self.probe = (
                 probe_lib.build_probe(
@@ -168,22 +157,7 @@ class Trainer:
                 if num_classes is not None
                 else None
             )
-        probe_parts = (
-            {"probe": self.probe.head, "probe_optimizer": self.probe.optimizer}
-            if self.probe is not None
-            else {}
-        )
-        self.checkpointer = Checkpointer(
-            os.path.join(workdir, "checkpoints"),
-            config.checkpoint.max_to_keep,
-            is_chief=self.is_chief,
-            position=self.position,
-            online=self.online,
-            target=self.target,
-            optimizer=self.optimizer,
-            optional=tuple(probe_parts),
-            **probe_parts,
-        )
+        self.checkpointer = self._build_checkpointer()
         # The NT-Xent baseline has no target: the tower exists (checkpoints and tools keep one
         # layout) but is never run, and the EMA is off.
         self.uses_target = config.objective.name == "byol"
@@ -211,6 +185,48 @@ class Trainer:
             archive = any(k not in workdir_lib.MAY_DIFFER_ON_RESUME for k in accepted)
             workdir_lib.save_config(workdir, config, archive_previous=archive)
 
+    def _build_optimizer(self) -> keras.optimizers.Optimizer:
+        """LARS on the loop's step (the predictor on its own schedule when configured), with
+        float16 loss scaling; built here, in the strategy's scope, so its slots exist before
+        the first step."""
+        c = self.config
+        predictor_schedule = build_predictor_lr_schedule(c, self.steps)
+        optimizer = build_optimizer(
+            c,
+            AtLoopStep(self.lr_schedule, self.position.step),
+            predictor_learning_rate=(
+                AtLoopStep(predictor_schedule, self.position.step)
+                if predictor_schedule is not None
+                else None
+            ),
+        )
+        if c.train.precision == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(
+                optimizer, initial_scale=c.train.fp16_initial_loss_scale
+            )
+        optimizer.build(self.online.trainable_variables)
+        return optimizer
+
+    def _build_checkpointer(self) -> Checkpointer:
+        """What a checkpoint holds: the data position, both towers, the optimizer, and the
+        online probe when there is one (optional, so runs with and without it restore)."""
+        probe_parts = (
+            {"probe": self.probe.head, "probe_optimizer": self.probe.optimizer}
+            if self.probe is not None
+            else {}
+        )
+        return Checkpointer(
+            os.path.join(self.workdir, "checkpoints"),
+            self.config.checkpoint.max_to_keep,
+            is_chief=self.is_chief,
+            position=self.position,
+            online=self.online,
+            target=self.target,
+            optimizer=self.optimizer,
+            optional=tuple(probe_parts),
+            **probe_parts,
+        )
+
     def _bn_free_init(self, encoder: keras.Model | None) -> None:
         """Richemond et al.'s BN-free start: affine params from one BN pass on augmented data."""
         if encoder is not None:
@@ -235,6 +251,45 @@ class Trainer:
             return data_lib.pretrain_dataset(self.source, self.config, input_context, start_step)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _callbacks(
+        self, start: int, extra: list[keras.callbacks.Callback]
+    ) -> tuple[MetricsLogger, list[keras.callbacks.Callback]]:
+        """The run's logger, and every callback in the order they run: the EMA, the logger,
+        the kNN monitor, the export, then the user's (given the model and params, as
+        `keras.Model.fit` does)."""
+        c, spe = self.config, self.steps["steps_per_epoch"]
+        logger = MetricsLogger(
+            self.workdir,
+            self.steps["total_steps"],
+            spe,
+            c.data.global_batch_size,
+            start,
+            enabled=self.is_chief,
+            progress_bar=c.train.progress_bar,
+        )
+        monitors = []
+        if c.eval.knn_every_epochs > 0:
+            monitors.append(
+                KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
+            )
+        self.online.stop_training = False
+        params = {"epochs": math.ceil(self.steps["total_steps"] / spe), "steps": spe, "verbose": 0}
+        for cb in extra:
+            cb.set_model(self.online)
+            cb.set_params(params)
+        ema = [self.ema] if self.uses_target else []
+        return logger, [*ema, logger, *monitors, self.exporter, *extra]
+
+    def _logs(self, step: int, loss: float, collapse: float, probe: dict) -> dict:
+        """The values logged after `step` steps: the last loss, the rates it used, collapse."""
+        c = self.config
+        logs = {"loss": loss, "lr": float(self.lr_schedule(step - 1))}
+        if self.uses_target:
+            logs["tau"] = float(
+                target_tau(step - 1, c.ema.tau_base, self.steps["total_steps"], c.ema.tau_schedule)
+            )
+        return {**logs, "collapse_std": collapse, **probe}
 
     def describe(self) -> str:
         """What this run will do, in the words a user checks first: devices, batch, schedule."""
@@ -296,27 +351,7 @@ class Trainer:
             else min(stop_at_step, self.steps["total_steps"])
         )
         spe = self.steps["steps_per_epoch"]
-        logger = MetricsLogger(
-            self.workdir,
-            self.steps["total_steps"],
-            spe,
-            c.data.global_batch_size,
-            start,
-            enabled=self.is_chief,
-            progress_bar=c.train.progress_bar,
-        )
-        monitors = []
-        if c.eval.knn_every_epochs > 0:
-            monitors.append(
-                KnnMonitor(self.online.encoder, c, spe, logger.write, enabled=self.is_chief)
-            )
-        ema = [self.ema] if self.uses_target else []
-        self.online.stop_training = False
-        params = {"epochs": math.ceil(self.steps["total_steps"] / spe), "steps": spe, "verbose": 0}
-        for cb in callbacks:
-            cb.set_model(self.online)
-            cb.set_params(params)
-        callbacks = [*ema, logger, *monitors, self.exporter, *callbacks]
+        logger, callbacks = self._callbacks(start, callbacks)
         if self._train_fn is None:
             self._train_fn = make_train_function(
                 self.strategy,
@@ -324,7 +359,7 @@ class Trainer:
                 self.target,
                 self.optimizer,
                 StepSpec.from_config(c),
-                self.ema.update if (ema and self.ema.in_step) else None,
+                self.ema.update if (self.uses_target and self.ema.in_step) else None,
                 self.probe,
                 step_counter=self.position.step,
             )
@@ -371,22 +406,7 @@ class Trainer:
                 probe_last = {k: float(last_t[k]) for k in probe_last}
                 logs = None
                 if step // log_every > prev // log_every or step == end:
-                    logs = {
-                        "loss": last_loss,
-                        "lr": float(self.lr_schedule(step - 1)),
-                        "tau": float(
-                            target_tau(
-                                step - 1,
-                                c.ema.tau_base,
-                                self.steps["total_steps"],
-                                c.ema.tau_schedule,
-                            )
-                        ),
-                        "collapse_std": collapse,
-                        **probe_last,
-                    }
-                    if not self.uses_target:
-                        del logs["tau"]
+                    logs = self._logs(step, last_loss, collapse, probe_last)
                 for cb in callbacks:
                     cb.on_train_batch_end(step, logs)
                 for epoch in range(prev // spe, step // spe):
