@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from byol_tf import augment
+from byol_tf.augment import ops as augment_ops
 from byol_tf.config import view_config
 
 VIEW1 = view_config(blur_p=1.0, solarize_p=0.0)
@@ -235,7 +236,7 @@ def test_grayscale_matches_numpy_weights():
 
 def _jitter_draws(seed, batch, *strengths):
     # color_jitter splits its seed into (coin, params); p=1 uses only the params.
-    return augment._jitter_params(augment._split(seed, 2)[1], batch, *strengths)
+    return augment_ops._jitter_params(augment_ops._split(seed, 2)[1], batch, *strengths)
 
 
 def test_brightness_is_additive_per_image():
@@ -266,7 +267,7 @@ def test_jitter_applies_all_four_ops_in_each_images_order(static_shapes):
     for b in range(24):
         y = tf.constant(x[b])
         for op in draws["order"][b]:
-            name = augment._JITTER_OPS[op]
+            name = augment_ops._JITTER_OPS[op]
             value = draws[name][b]
             y = {
                 "brightness": lambda y, v: tf.image.adjust_brightness(y, v),
@@ -340,7 +341,7 @@ def test_blur_matches_numpy_separable_reflect_conv():
 
 @pytest.mark.parametrize("side,taps", [(224, 23), (96, 9), (32, 3), (8, 3)])
 def test_blur_kernel_is_a_tenth_of_the_image(side, taps):
-    assert 2 * augment._blur_radius(side, 0.1) + 1 == taps
+    assert 2 * augment_ops._blur_radius(side, 0.1) + 1 == taps
 
 
 def _numpy_crop_areas(n, side, rng):
@@ -358,7 +359,7 @@ def _numpy_crop_areas(n, side, rng):
 def _sample_crop_boxes(seed, batch, height, width, area_range, aspect_ratio_range):
     """The boxes `random_resized_crop` draws from `seed` for `batch` images (p=1)."""
     draws = augment.crop_draws(seed, batch)
-    return augment._crop_boxes(draws, height, width, area_range, aspect_ratio_range)
+    return augment_ops._crop_boxes(draws, height, width, area_range, aspect_ratio_range)
 
 
 def test_crop_boxes_follow_the_reference_distribution():
