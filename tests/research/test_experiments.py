@@ -60,7 +60,7 @@ def test_every_suite_is_a_file_and_every_file_a_suite():
 @pytest.fixture
 def eager_steps():
     """Runs tf.functions eagerly: tracing a ResNet-18 step costs seconds, two eager steps of a
-    tiny one a fraction of that. The compiled step is covered by tests/test_train.py; here the
+    tiny one a fraction of that. The compiled step is covered by tests/training/test_train.py; here the
     wiring of each config is under test."""
     tf.config.run_functions_eagerly(True)
     yield
@@ -76,7 +76,7 @@ def test_experiment_config_runs_two_steps(tmp_path, key, eager_steps):
     c = config_lib.load_config(os.path.join(CONFIGS, f"{suite}.py") + f":{name},local")
     c.schedule.total_steps = 3  # stop at 2 of 3: no export, which is slow and tested elsewhere
     # The same views (same seeds) with the colour ops in the eager step instead of a traced
-    # tf.data function (tests/test_data.py checks both placements agree): seconds saved.
+    # tf.data function (tests/data/test_data.py checks both placements agree): seconds saved.
     c.augment.on_device = True
     trainer = train.Trainer(c, str(tmp_path))
     before = [v.numpy() for v in trainer.online.encoder.trainable_variables]
