@@ -55,10 +55,18 @@ def knn_accuracy(
     return top_k_accuracy(scores.numpy(), test_labels)
 
 
-def inference_forward(encoder) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The compiled inference-mode forward of `encoder`; build it once and reuse it."""
+def inference_forward(encoder, image_size: int | None = None) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The compiled inference-mode forward of `encoder`; build it once and reuse it.
+
+    With `image_size` it is traced once for any batch size. That matters beyond speed: a run
+    evaluates several encoders (learned, random) with the same code, and TF warns about
+    "excessive retracing" once such functions have been traced five times between them.
+    """
+    signature = None if image_size is None else [tf.TensorSpec([None, image_size, image_size, 3])]
     return tf.function(
-        lambda images: tf.cast(encoder(images, training=False), tf.float32), reduce_retracing=True
+        lambda images: tf.cast(encoder(images, training=False), tf.float32),
+        input_signature=signature,
+        reduce_retracing=True,
     )
 
 
@@ -98,8 +106,8 @@ def evaluate_knn(
     data_lib.check_same_classes(train_source, test_source)
     data_lib.require_labels(train_source, "kNN evaluation", "train")
     data_lib.require_labels(test_source, "kNN evaluation", "test")
-    forward = forward or inference_forward(encoder)
     size, batch = image_size or config.data.image_size, config.eval.batch_size
+    forward = forward or inference_forward(encoder, size)
     train_x, train_y = representations(
         encoder, data_lib.eval_dataset(train_source, config, batch, size), forward
     )

@@ -51,7 +51,7 @@ class KnnMonitor(keras.callbacks.Callback):
             )
             # Before the first step, rather than at the first evaluation epochs later.
             data_lib.check_same_classes(*self._sources)
-            self._forward = knn.inference_forward(self.encoder)
+            self._forward = knn.inference_forward(self.encoder, self.config.data.image_size)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.enabled or (epoch + 1) % self.every_epochs:

@@ -303,7 +303,7 @@ class Trainer:
         devices = sorted({d.split("/")[-1].replace("device:", "") for d in names})
         replicas = self.strategy.num_replicas_in_sync
         per_replica = c.data.global_batch_size // replicas
-        peak_lr = float(self.lr_schedule(steps["warmup_steps"]))
+        peak_lr = c.optimizer.base_lr * c.data.global_batch_size / 256  # the schedule's peak
         isa = cpu.vector_isa()
         return (
             f"byol-tf: {type(self.strategy).__name__.lstrip('_')}, {replicas} replica(s) on "
