@@ -11,9 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow is imported below, before byol_tf could set it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # With oneDNN off (TF's Eigen kernels, the default on CPUs without AVX-512 VNNI/BF16 or AMX),
-# TF's default CPU allocator keeps no statistics. The BFC allocator keeps them whatever the
-# kernels, so the memory tests measure the same thing on every CPU class.
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+# TF's default CPU allocator keeps no statistics. The BFC allocator, which oneDNN's path uses
+# anyway, keeps them whatever the kernels, so the memory tests run on every CPU class.
+if os.environ["TF_ENABLE_ONEDNN_OPTS"].strip().lower() in ("0", "false", "off", "no"):
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402

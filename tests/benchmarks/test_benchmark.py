@@ -211,7 +211,9 @@ def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
     assert made["online forward"] == pytest.approx(4.0, abs=0.5)
     assert sum(made.values()) == pytest.approx(8.0, abs=1.0)
-    assert "target forward" not in made
+    # The 1 MB block was freed before the peak; only its scalar sum (one allocation of at most
+    # 256 bytes) may still be alive.
+    assert made.get("target forward", 0.0) < 0.01
     ops = {row["op"]: row["mb"] for row in memory["largest"]}
     assert any("online/" in op and mb == pytest.approx(4.0, abs=0.5) for op, mb in ops.items())
 
