@@ -37,6 +37,14 @@ SOLO = {
 }
 
 
+# The best row of the first round: the predictor's own rate and a constant tau.
+_P10C = {
+    "optimizer.predictor_lr_multiplier": 10.0,
+    "optimizer.predictor_lr_decay": False,
+    "ema.tau_schedule": "constant",
+}
+
+
 def _proxy(label: str, **overrides) -> Variant:
     return Variant({**PROXY, **overrides}, label=label)
 
@@ -55,6 +63,19 @@ VARIANTS = {
             "optimizer.predictor_lr_decay": False,
             "ema.tau_schedule": "constant",
         },
+    ),
+    # On the best row above: the default run's other levers (docs/recipe.md, "The default run").
+    "p10c_lr2": _proxy(
+        "paper_predictor10_tau_constant at base lr 2.0",
+        **{**_P10C, "optimizer.base_lr": 2.0},
+    ),
+    "p10c_tau98": _proxy(
+        "paper_predictor10_tau_constant with constant tau 0.98",
+        **{**_P10C, "ema.tau_base": 0.98},
+    ),
+    "p10c_b128": _proxy(
+        "paper_predictor10_tau_constant at batch 128 (twice the steps, lr x 128/256)",
+        **{**_P10C, "data.global_batch_size": 128, "schedule.warmup_steps": 70},
     ),
     # Since a higher encoder rate hurt (paper_short): a lower one, the predictor's unchanged.
     "paper_predictor10_lr05": _proxy(
