@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 32
     c.data.global_batch_size = 256
     c.data.data_dir = ""  # TFDS data_dir; empty means TFDS's default.
-    c.data.shuffle_buffer = 10_000  # Only for TFDS sources, which have no random access.
+    c.data.shuffle_buffer = 10_000  # Only for streamed sources (TFDS, a tf.data.Dataset).
     c.data.cache = False  # Cache decoded images in memory (small datasets only).
     c.data.validate_images = True  # Pre-scan image folders; corrupt files are skipped and counted.
     # When every image has one known size, crop whole batches in tf.data instead of single

@@ -11,6 +11,7 @@ from byol_tf.data.pipeline import (
 )
 from byol_tf.data.sources import Source, check_same_classes, load_source, require_labels
 from byol_tf.data.synthetic import make_synthetic
+from byol_tf.data.tf_dataset import from_dataset
 
 __all__ = [
     "Source",
@@ -20,6 +21,7 @@ __all__ = [
     "check_same_classes",
     "crop_seed",
     "eval_dataset",
+    "from_dataset",
     "load_source",
     "make_synthetic",
     "pretrain_dataset",

@@ -42,7 +42,9 @@ def cache_in_memory(source: Source) -> Source:
     # Ragged batches keep the per-element Python overhead off a 50,000-image loop.
     flat, shapes, labels = [], [], []
     for pixels, shape, label in ds.ragged_batch(1024):
-        flat.append(pixels.flat_values.numpy())
+        # Images of a statically known size batch into a dense tensor, not a ragged one.
+        values = pixels.flat_values if isinstance(pixels, tf.RaggedTensor) else pixels
+        flat.append(tf.reshape(values, [-1]).numpy())
         shapes.append(shape.numpy())
         labels.append(label.numpy())
     flat, shapes = np.concatenate(flat), np.concatenate(shapes)

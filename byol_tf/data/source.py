@@ -19,15 +19,74 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
-if TYPE_CHECKING:
-    from byol_tf.data.tfds_source import TfdsReader
-
 Element = dict[str, tf.Tensor]
+
+
+class Reader(Protocol):
+    """A source without random access (TFDS, a user's `tf.data.Dataset`): it streams."""
+
+    def epoch(self, epoch, seed, shard_index, num_shards, per_step, steps, skip_steps=0):
+        """This shard's examples of `epoch` (see `Source.epoch_examples`)."""
+
+    def ordered(self) -> tf.data.Dataset:
+        """Every example once, in a fixed order, numbered from 0."""
+
+
+def to_rgb_uint8(image: tf.Tensor) -> tf.Tensor:
+    """uint8 RGB from uint8 or float ([0, 1]) images with 1, 3 or 4 (RGBA) channels."""
+    if image.dtype != tf.uint8:
+        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
+    channels = image.shape[-1]
+    if channels == 3:
+        return image
+    if channels == 1:
+        return tf.image.grayscale_to_rgb(image)
+    if channels is not None:
+        return image[..., :3]  # RGBA
+    return tf.cond(
+        tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3]
+    )
+
+
+# Any non-zero constant; see pin_graph_seed.
+_DATA_GRAPH_SEED = 20200613
+
+
+def pin_graph_seed() -> None:
+    """Makes tensor-seeded tf.data shuffles depend on our seed only.
+
+    tf.data combines an op seed with the graph-level seed, which a traced dataset function
+    inherits from TF's global seed. That makes the order change with `tf.random.set_seed`, and
+    with a global seed of 0 (what `config.seed=0` sets) the (0, 0) check in TF's `get_seed`
+    evaluates the symbolic op seed as a Python bool and fails (tensorflow#17284). Pinning the
+    graph seed of the function being traced fixes both; it touches no other graph.
+    """
+    if not tf.executing_eagerly():
+        tf.compat.v1.get_default_graph().seed = _DATA_GRAPH_SEED
+
+
+def stream_epoch(
+    ds: tf.data.Dataset, shard_index, num_shards, per_step, steps, skip_steps, element_fn
+) -> tf.data.Dataset:
+    """Cuts a streamed (already sharded and shuffled) epoch into this shard's `steps` steps.
+
+    A shard may hold fewer than steps * per_step examples; wrapping around keeps every pipeline
+    at exactly `steps` steps per epoch (otherwise workers would go out of step). Each example
+    is numbered as the slot it fills in the random-access layout.
+    """
+    ds = ds.repeat().take(steps * per_step).enumerate().skip(skip_steps * per_step)
+    global_batch = per_step * num_shards
+
+    def number(count, example):
+        index = (count // per_step) * global_batch + shard_index * per_step + count % per_step
+        return element_fn(example, index)
+
+    return ds.map(number)
 
 
 def one_shape(shapes: np.ndarray) -> tuple[int, int, int] | None:
@@ -55,7 +114,8 @@ class Source:
     """One opened data source.
 
     Exactly one of `lookup` (random access: int64 index -> (uint8 image, int64 label)) and
-    `reader` (TFDS streaming) is set; `load_source` fills them in.
+    `reader` (streaming: TFDS, a `tf.data.Dataset`) is set; `load_source` and `from_dataset`
+    fill them in.
     """
 
     spec: str
@@ -66,7 +126,7 @@ class Source:
     lookup: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
-    reader: TfdsReader | None = dataclasses.field(default=None, repr=False, compare=False)
+    reader: Reader | None = dataclasses.field(default=None, repr=False, compare=False)
     # Known without reading images (synthetic, folders, cached sources): int64 [num_examples],
     # in index order. Downstream tools use it to pick label subsets cheaply.
     labels: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -111,7 +171,7 @@ class Source:
         every step from `skip_steps` on. `epoch` and `skip_steps` may be tensors.
         """
         if not self.random_access:
-            raise ValueError(f"Source {self.spec!r} streams from TFDS: it has no random access.")
+            raise ValueError(f"Source {self.spec!r} streams: it has no random access.")
         global_batch = examples_per_shard_step * num_shards
         if steps * global_batch > self.num_examples:
             raise ValueError(

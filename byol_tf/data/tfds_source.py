@@ -13,42 +13,17 @@ from typing import Any
 import ml_collections
 import tensorflow as tf
 
-from byol_tf.data.source import Element, Source, make_element
+from byol_tf.data.source import (
+    Element,
+    Source,
+    make_element,
+    pin_graph_seed,
+    stream_epoch,
+    to_rgb_uint8,
+)
 
 # `name[:version]:split`, where the split may be a slice such as `train[:10%]`.
 _TFDS_SPEC = re.compile(r"^(?P<name>[^:\[]+?(?::\d[\d.*]*)?):(?P<split>.+)$")
-
-
-def _to_rgb_uint8(image: tf.Tensor) -> tf.Tensor:
-    if image.dtype != tf.uint8:
-        image = tf.image.convert_image_dtype(image, tf.uint8, saturate=True)
-    channels = image.shape[-1]
-    if channels == 3:
-        return image
-    if channels == 1:
-        return tf.image.grayscale_to_rgb(image)
-    if channels is not None:
-        return image[..., :3]  # RGBA
-    return tf.cond(
-        tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image[..., :3]
-    )
-
-
-# Any non-zero constant; see _pin_graph_seed.
-_DATA_GRAPH_SEED = 20200613
-
-
-def _pin_graph_seed() -> None:
-    """Makes tensor-seeded tf.data shuffles below depend on our seed only.
-
-    tf.data combines an op seed with the graph-level seed, which a traced dataset function
-    inherits from TF's global seed. That makes the order change with `tf.random.set_seed`, and
-    with a global seed of 0 (what `config.seed=0` sets) the (0, 0) check in TF's `get_seed`
-    evaluates the symbolic op seed as a Python bool and fails (tensorflow#17284). Pinning the
-    graph seed of the function being traced fixes both; it touches no other graph.
-    """
-    if not tf.executing_eagerly():
-        tf.compat.v1.get_default_graph().seed = _DATA_GRAPH_SEED
 
 
 @dataclasses.dataclass
@@ -61,12 +36,12 @@ class TfdsReader:
 
     def _element(self, example: dict, index: tf.Tensor) -> Element:
         label = example[self.label_key] if self.label_key else tf.constant(-1, tf.int64)
-        return make_element(_to_rgb_uint8(example["image"]), label, index)
+        return make_element(to_rgb_uint8(example["image"]), label, index)
 
     def epoch(self, epoch, seed, shard_index, num_shards, per_step, steps, skip_steps=0):
         import tensorflow_datasets as tfds
 
-        _pin_graph_seed()
+        pin_graph_seed()
         shuffle_seed = tf.cast(seed, tf.int64) + tf.cast(epoch, tf.int64)
         # TFDS shards by files and refuses when there are fewer files than pipelines; then
         # every pipeline reads the same seeded order and keeps every P-th example instead.
@@ -81,18 +56,7 @@ class TfdsReader:
         if not by_files:
             ds = ds.shard(num_shards, shard_index)
         ds = ds.shuffle(self.shuffle_buffer, seed=shuffle_seed)
-        # Files differ in length, so a shard may hold fewer than steps * per_step examples;
-        # wrapping around keeps every pipeline at exactly `steps` steps per epoch (otherwise
-        # workers would go out of step).
-        ds = ds.repeat().take(steps * per_step).enumerate().skip(skip_steps * per_step)
-        global_batch = per_step * num_shards
-
-        def number(count, example):
-            # Numbered as the slot this example fills in the random-access layout.
-            index = (count // per_step) * global_batch + shard_index * per_step + count % per_step
-            return self._element(example, index)
-
-        return ds.map(number)
+        return stream_epoch(ds, shard_index, num_shards, per_step, steps, skip_steps, self._element)
 
     def ordered(self) -> tf.data.Dataset:
         ds = self.builder.as_dataset(split=self.split, shuffle_files=False)
@@ -163,6 +127,6 @@ def open_tfds(spec: str, rest: str, config: ml_collections.ConfigDict) -> Source
 
 
 def _static_rgb_shape(shape) -> tuple[int, int, int] | None:
-    """[H, W, 3] of the images `_to_rgb_uint8` makes from a feature of `shape`, if static."""
+    """[H, W, 3] of the images `to_rgb_uint8` makes from a feature of `shape`, if static."""
     height, width = shape[0], shape[1]
     return None if height is None or width is None else (int(height), int(width), 3)

@@ -8,6 +8,7 @@ checkpoints, and the end-of-run summary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -83,6 +84,21 @@ def _set_process_state(config: ml_collections.ConfigDict) -> None:
     keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
 
 
+@dataclasses.dataclass
+class _Progress:
+    """Where one call of `Trainer.fit` has got to, and what it measured on the way."""
+
+    step: int
+    probe_last: dict
+    last_loss: float = float("nan")
+    collapse: float = float("nan")
+    timed_steps: int = 0
+    timed_seconds: float = 0.0
+    preempted: bool = False
+    stopped_early: bool = False
+    nonfinite_loss_step: int | None = None
+
+
 class Trainer:
     """One BYOL pretraining run.
 
@@ -90,7 +106,9 @@ class Trainer:
       config: a ConfigDict from `byol_tf.config.base_config()` or a file in `configs/`.
       workdir: where checkpoints, logs, exports and `summary.json` go; a run restarted with
         the same workdir resumes from its latest checkpoint.
-      source: the training data; by default `config.data.train` is loaded.
+      source: the training data: a `Source`, or a finite `tf.data.Dataset` of images, of
+        (image, label) pairs or of dicts with "image" (`byol_tf.data.from_dataset`); by
+        default `config.data.train` is loaded.
       encoder: optional `keras.Model` to use instead of the configured ResNet.
       hidden_layer: with `encoder`, the layer whose output is the representation.
       strategy: optional strategy; by default built from `config.train.strategy`.
@@ -102,7 +120,7 @@ class Trainer:
         self,
         config: ml_collections.ConfigDict,
         workdir: str,
-        source: data_lib.Source | None = None,
+        source: data_lib.Source | tf.data.Dataset | None = None,
         encoder: keras.Model | None = None,
         hidden_layer: str | None = None,
         strategy: tf.distribute.Strategy | None = None,
@@ -122,6 +140,8 @@ class Trainer:
         self.strategy = strategy or distribute.make_strategy(config)
         distribute.check_global_batch(config.data.global_batch_size, self.strategy)
         self.is_chief = distribute.is_chief(self.strategy)
+        if isinstance(source, tf.data.Dataset):
+            source = data_lib.from_dataset(source, config)
         self.source = source or data_lib.load_source(config.data.train, config)
         self.steps = config_lib.derive_steps(config, self.source.num_examples)
         self.user_encoder = encoder
@@ -323,10 +343,16 @@ class Trainer:
 
         `callbacks` are extra Keras callbacks. As in `keras.Model.fit`, each gets `set_model`
         (the online network) and `set_params` before training, the global step as `batch`,
-        and may stop training by setting `self.model.stop_training = True`: the loop then
-        saves a checkpoint at that step, ends training as at the end of the schedule (the
-        export included) and returns with `stopped_early=True`. Under `multi_worker`, every
-        worker's callbacks must decide alike (from the logged loss, which is global).
+        the logged values (`loss`, `lr`, `tau`, `collapse_std`) at every logged step and every
+        epoch's end, and may stop training by setting `self.model.stop_training = True`: the
+        loop then saves a checkpoint at that step, ends training as at the end of the schedule
+        (the export included) and returns with `stopped_early=True`. Under `multi_worker`,
+        every worker's callbacks must decide alike (from the logged loss, which is global).
+
+        A non-finite loss raises `NonFiniteLossError` naming the step and the last good
+        checkpoint, unless one of `callbacks` (Keras's `TerminateOnNaN`) stops training when it
+        sees that loss: then nothing is saved or exported, the callbacks' `on_train_end` runs,
+        and the summary has `stopped_early=True` and `nonfinite_loss_step`.
 
         Resumes from the workdir's latest intact checkpoint. SIGTERM (to any worker) saves a
         checkpoint on every worker at the same step and returns with `preempted=True`; rerunning
@@ -336,33 +362,13 @@ class Trainer:
         restored different steps, `faults.CheckpointMismatchError` naming them.
         """
         c = self.config
-        # A fresh trainer resumes from the workdir; one that has already trained keeps its state.
-        restored = self.checkpointer.restore() if self.step == 0 else None
-        if restored is not None:
-            self.position.check(restored, int(self.optimizer.iterations.numpy()))
-        if distribute.num_workers(self.strategy) > 1:
-            faults.check_restored_steps(
-                faults.restored_steps(self.strategy, self.step), self.checkpointer.directory
-            )
+        restored = self._restore()
         start = self.step
-        end = (
-            self.steps["total_steps"]
-            if stop_at_step is None
-            else min(stop_at_step, self.steps["total_steps"])
-        )
-        spe = self.steps["steps_per_epoch"]
-        logger, callbacks = self._callbacks(start, callbacks)
-        if self._train_fn is None:
-            self._train_fn = make_train_function(
-                self.strategy,
-                self.online,
-                self.target,
-                self.optimizer,
-                StepSpec.from_config(c),
-                self.ema.update if (self.uses_target and self.ema.in_step) else None,
-                self.probe,
-                step_counter=self.position.step,
-            )
+        end = self.steps["total_steps"] if stop_at_step is None else stop_at_step
+        end = min(end, self.steps["total_steps"])
+        user = list(callbacks)
+        logger, callbacks = self._callbacks(start, user)
+        self._build_train_function()
         if self.is_chief and start < end:
             print(self.describe(), flush=True)
         iterator = iter(self._dataset(start))
@@ -372,65 +378,15 @@ class Trainer:
             c.checkpoint.every_minutes,
             is_chief=self.is_chief,
         )
-        log_every = max(1, c.train.log_every_steps)
-        last_loss, collapse, preempted, stopped_early = float("nan"), float("nan"), False, False
-        probe_last = dict.fromkeys(probe_lib.METRICS, float("nan")) if self.probe else {}
-        timed_steps, timed_seconds = 0, 0.0
-        step = start
+        run = _Progress(step=start, probe_last=self._no_probe_values())
         try:
             control.start()
             for cb in callbacks:
                 cb.on_train_begin()
             if start < end:
                 compile_train_function(self._train_fn, iterator)
-            due = (c.eval.knn_every_epochs, c.export.every_epochs)
-            while step < end:
-                n = steps_in_call(step, end, c.train.steps_per_call, spe, due)
-                t0 = time.perf_counter()
-                losses, last_t = self._train_fn(iterator, tf.constant(n))
-                losses = losses.numpy()
-                if step > start:  # the first call still pays one-off costs (kernels, XLA)
-                    timed_steps, timed_seconds = (
-                        timed_steps + n,
-                        timed_seconds + time.perf_counter() - t0,
-                    )
-                bad = np.flatnonzero(~np.isfinite(losses))
-                if bad.size:
-                    raise NonFiniteLossError(
-                        f"Loss is {losses[bad[0]]} at step {step + int(bad[0]) + 1}. Training stopped; "
-                        f"the last good checkpoint is {self.checkpointer.latest or 'none (no checkpoint yet)'}. "
-                        "Lower optimizer.base_lr or check the input data."
-                    )
-                prev, step = step, step + n
-                last_loss, collapse = float(losses[-1]), float(last_t["collapse_std"])
-                probe_last = {k: float(last_t[k]) for k in probe_last}
-                logs = None
-                if step // log_every > prev // log_every or step == end:
-                    logs = self._logs(step, last_loss, collapse, probe_last)
-                for cb in callbacks:
-                    cb.on_train_batch_end(step, logs)
-                for epoch in range(prev // spe, step // spe):
-                    for cb in callbacks:
-                        cb.on_epoch_end(epoch, logs)
-                decision = control.decide(prev, step)
-                if decision.save:
-                    self.checkpointer.save(step)
-                    control.saved()
-                if decision.stop:
-                    preempted = True
-                    break
-                if self.online.stop_training:
-                    stopped_early = True
-                    break
-            if (step > start or restored is None) and self.checkpointer.latest_step != step:
-                self.checkpointer.save(step)
-            if preempted:
-                print(
-                    f"Preempted at step {step}: checkpoint saved. Rerun the same command to resume."
-                )
-            elif step >= self.steps["total_steps"] or stopped_early:
-                for cb in callbacks:
-                    cb.on_train_end()
+            self._loop(iterator, run, end, callbacks, user, control)
+            self._end_training(run, start, restored, callbacks, user)
         except faults.PEER_FAILURE_ERRORS as e:
             clear = faults.explain_failure(
                 e,
@@ -444,22 +400,152 @@ class Trainer:
         finally:
             control.close()
             logger.close()  # also when training raises: metrics.jsonl stays whole and closed
+        return self._summary(run, logger)
+
+    def _restore(self) -> str | None:
+        """Restores the workdir's latest checkpoint into a fresh trainer (one that has already
+        trained keeps its state), and checks that every worker restored the same step."""
+        restored = self.checkpointer.restore() if self.step == 0 else None
+        if restored is not None:
+            self.position.check(restored, int(self.optimizer.iterations.numpy()))
+        if distribute.num_workers(self.strategy) > 1:
+            faults.check_restored_steps(
+                faults.restored_steps(self.strategy, self.step), self.checkpointer.directory
+            )
+        return restored
+
+    def _build_train_function(self) -> None:
+        if self._train_fn is None:
+            self._train_fn = make_train_function(
+                self.strategy,
+                self.online,
+                self.target,
+                self.optimizer,
+                StepSpec.from_config(self.config),
+                self.ema.update if (self.uses_target and self.ema.in_step) else None,
+                self.probe,
+                step_counter=self.position.step,
+            )
+
+    def _no_probe_values(self) -> dict:
+        return dict.fromkeys(probe_lib.METRICS, float("nan")) if self.probe else {}
+
+    def _loop(
+        self,
+        iterator,
+        run: _Progress,
+        end: int,
+        callbacks: list[keras.callbacks.Callback],
+        user: list[keras.callbacks.Callback],
+        control: faults.RunControl,
+    ) -> None:
+        """Runs compiled calls from `run.step` to `end`, calling the callbacks after each, until
+        the end, a preemption, a callback's stop, or a non-finite loss."""
+        c, spe = self.config, self.steps["steps_per_epoch"]
+        log_every = max(1, c.train.log_every_steps)
+        due = (c.eval.knn_every_epochs, c.export.every_epochs)
+        first = run.step
+        while run.step < end:
+            n = steps_in_call(run.step, end, c.train.steps_per_call, spe, due)
+            t0 = time.perf_counter()
+            losses, last_t = self._train_fn(iterator, tf.constant(n))
+            losses = losses.numpy()
+            if run.step > first:  # the first call still pays one-off costs (kernels, XLA)
+                run.timed_steps += n
+                run.timed_seconds += time.perf_counter() - t0
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                self._nonfinite_loss(run, run.step + int(bad[0]) + 1, losses[bad[0]], user)
+                return
+            prev, run.step = run.step, run.step + n
+            run.last_loss, run.collapse = float(losses[-1]), float(last_t["collapse_std"])
+            run.probe_last = {k: float(last_t[k]) for k in run.probe_last}
+            logs = None
+            # Logged at every N-th step, at epoch ends (Keras's EarlyStopping reads the epoch's
+            # logs) and at the end.
+            crossed = (log_every, spe)
+            if run.step == end or any(run.step // k > prev // k for k in crossed):
+                logs = self._logs(run.step, run.last_loss, run.collapse, run.probe_last)
+            for cb in callbacks:
+                cb.on_train_batch_end(run.step, logs)
+            for epoch in range(prev // spe, run.step // spe):
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+            decision = control.decide(prev, run.step)
+            if decision.save:
+                self.checkpointer.save(run.step)
+                control.saved()
+            if decision.stop:
+                run.preempted = True
+                return
+            if self.online.stop_training:
+                run.stopped_early = True
+                return
+
+    def _nonfinite_loss(
+        self, run: _Progress, step: int, loss: float, user: list[keras.callbacks.Callback]
+    ) -> None:
+        """The user's callbacks see the non-finite loss and may stop training gracefully (as
+        Keras's TerminateOnNaN does); otherwise the run stops with `NonFiniteLossError`."""
+        for cb in user:
+            cb.on_train_batch_end(step, {"loss": float(loss)})
+        if not self.online.stop_training:
+            raise NonFiniteLossError(
+                f"Loss is {loss} at step {step}. Training stopped; the last good checkpoint is "
+                f"{self.checkpointer.latest or 'none (no checkpoint yet)'}. "
+                "Lower optimizer.base_lr or check the input data."
+            )
+        run.nonfinite_loss_step, run.last_loss, run.stopped_early = step, float(loss), True
+
+    def _end_training(
+        self,
+        run: _Progress,
+        start: int,
+        restored: str | None,
+        callbacks: list[keras.callbacks.Callback],
+        user: list[keras.callbacks.Callback],
+    ) -> None:
+        """Saves the last step, then ends training as the way it stopped asks: a preemption
+        only says how to resume; the end of the schedule or a callback's stop runs every
+        callback's `on_train_end` (the export among them); a non-finite loss saves nothing and
+        ends only the user's callbacks."""
+        if run.nonfinite_loss_step is not None:
+            for cb in user:
+                cb.on_train_end()
+            return
+        if (run.step > start or restored is None) and self.checkpointer.latest_step != run.step:
+            self.checkpointer.save(run.step)
+        if run.preempted:
+            print(
+                f"Preempted at step {run.step}: checkpoint saved. Rerun the same command to resume."
+            )
+        elif run.step >= self.steps["total_steps"] or run.stopped_early:
+            for cb in callbacks:
+                cb.on_train_end()
+
+    def _summary(self, run: _Progress, logger: MetricsLogger) -> dict:
         images_per_s = (
-            timed_steps * c.data.global_batch_size / timed_seconds
-            if timed_seconds
+            run.timed_steps * self.config.data.global_batch_size / run.timed_seconds
+            if run.timed_seconds
             else logger.images_per_s
         )
+        nonfinite = (
+            {"nonfinite_loss_step": run.nonfinite_loss_step}
+            if run.nonfinite_loss_step is not None
+            else {}
+        )
         return {
-            "steps": step,
-            "epochs": step / spe,
-            "final_loss": last_loss,
-            "collapse_std": collapse,
+            "steps": run.step,
+            "epochs": run.step / self.steps["steps_per_epoch"],
+            "final_loss": run.last_loss,
+            "collapse_std": run.collapse,
             "images_per_s": images_per_s,
             "skipped_images": int(self.source.skipped),
             "export_dir": self.exporter.last_export,
-            "preempted": preempted,
-            "stopped_early": stopped_early,
-            **probe_last,  # the online probe's last values, when it is on
+            "preempted": run.preempted,
+            "stopped_early": run.stopped_early,
+            **nonfinite,
+            **run.probe_last,  # the online probe's last values, when it is on
         }
 
     def evaluate_knn(self) -> dict:

@@ -77,6 +77,19 @@ VARIANTS = {
         "paper_predictor10_tau_constant at batch 128 (twice the steps, lr x 128/256)",
         **{**_P10C, "data.global_batch_size": 128, "schedule.warmup_steps": 70},
     ),
+    "p10c_b128_lr2": _proxy(
+        "p10c_b128 at base lr 2.0 (the per-step rate of batch 256 at base lr 1)",
+        **{
+            **_P10C,
+            "data.global_batch_size": 128,
+            "schedule.warmup_steps": 70,
+            "optimizer.base_lr": 2.0,
+        },
+    ),
+    "p10c_b64": _proxy(
+        "paper_predictor10_tau_constant at batch 64 (four times the steps, lr x 64/256)",
+        **{**_P10C, "data.global_batch_size": 64, "schedule.warmup_steps": 140},
+    ),
     # Since a higher encoder rate hurt (paper_short): a lower one, the predictor's unchanged.
     "paper_predictor10_lr05": _proxy(
         "paper LARS at base lr 0.5, predictor at the rate of paper_predictor10 (x20), undecayed",

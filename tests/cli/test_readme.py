@@ -6,17 +6,19 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+
 from tests import REPO
 
 
-def readme_api_snippet() -> str:
+def readme_api_snippets() -> list[str]:
     text = open(os.path.join(REPO, "README.md")).read()
-    section = text.split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_readme_api_snippet_runs_as_written(tmp_path, monkeypatch):
-    snippet = readme_api_snippet()
+    snippet, own_model = readme_api_snippets()
     assert len(snippet.strip().splitlines()) <= 15
     os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
@@ -26,6 +28,14 @@ def test_readme_api_snippet_runs_as_written(tmp_path, monkeypatch):
     assert summary["steps"] == namespace["config"].schedule.total_steps
     assert os.path.isdir(tmp_path / "workdirs" / "api" / "export" / "encoder")
     assert y.shape == (views["view1"].shape[0], 64)
+    # The second snippet: the exported .keras encoder inside the user's own classifier.
+    exec(compile(own_model, "README.md", "exec"), namespace)  # noqa: S102
+    images = views["view1"][:2]
+    logits = namespace["classifier"](images)
+    assert logits.shape == (2, 10)
+    np.testing.assert_allclose(
+        namespace["encoder"](images).numpy(), y[:2].numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_train_cli_with_overrides_writes_summary(tmp_path):

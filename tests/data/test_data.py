@@ -232,6 +232,20 @@ def test_tfds_source_reads_offline_as_rgb(tfds_dir):
     assert data.load_source("tfds:byol_test_digits:train[:10%]", c).num_examples == 3
 
 
+def test_tfds_source_of_one_static_size_caches_in_memory(tfds_dir):
+    # Images of a static size batch densely (not ragged) while caching.
+    c = tiny_config(**{"data.data_dir": tfds_dir, "data.cache": True})
+    source = data.load_source("tfds:byol_test_digits:train", c)
+    assert source.random_access and source.image_shape == (6, 6, 3)
+    plain = tiny_config(**{"data.data_dir": tfds_dir})
+    streamed = data.load_source("tfds:byol_test_digits:train", plain)
+    labels = []
+    for ex, cached in zip(streamed.ordered_examples(), source.ordered_examples(), strict=True):
+        np.testing.assert_array_equal(ex["image"].numpy(), cached["image"].numpy())
+        labels.append(int(ex["label"]))
+    np.testing.assert_array_equal(source.labels, labels)
+
+
 def test_tfds_epochs_are_seeded_permutations_sharded_without_overlap(tfds_dir):
     c = tiny_config(**{"data.data_dir": tfds_dir})
     source = data.load_source("tfds:byol_test_digits:train", c)

@@ -341,6 +341,39 @@ def test_callbacks_get_the_model_and_can_stop_training_as_in_keras_fit(tmp_path)
     assert summary["steps"] == 8 and not summary["stopped_early"]
 
 
+def test_keras_early_stopping_and_csv_logger_work_as_in_model_fit(tmp_path):
+    """Keras's own callbacks: EarlyStopping reads the epoch's logged loss, CSVLogger writes
+    one row per epoch and closes its file at the end."""
+    # 4 steps per epoch; no epoch improves the loss by 10, so with patience 1 the second
+    # epoch's end stops training (EarlyStopping never stops at epoch 0).
+    c = tiny_config(**{"schedule.total_steps": 16, "train.log_every_steps": 1000})
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
+    csv_path = tmp_path / "epochs.csv"
+    csv = keras.callbacks.CSVLogger(str(csv_path))
+    summary = train.Trainer(c, str(tmp_path / "run")).fit(callbacks=[stopper, csv])
+    assert summary["stopped_early"] and summary["steps"] == 8 and stopper.stopped_epoch == 1
+    assert summary["export_dir"] is not None
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].split(",")[:2] == ["epoch", "collapse_std"] and len(rows) == 3
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert csv.csv_file.closed
+
+
+def test_keras_terminate_on_nan_stops_without_saving_or_exporting(tmp_path):
+    c = tiny_config(**{"schedule.total_steps": 20, "checkpoint.every_steps": 1})
+    trainer = train.Trainer(c, str(tmp_path))
+    trainer.fit(stop_at_step=2)
+    w = trainer.online.predictor.trainable_variables[0]
+    w.assign(tf.fill(w.shape, float("nan")))
+    csv = keras.callbacks.CSVLogger(str(tmp_path / "epochs.csv"))
+    summary = trainer.fit(callbacks=[keras.callbacks.TerminateOnNaN(), csv])
+    assert summary["stopped_early"] and summary["nonfinite_loss_step"] == 3
+    assert not np.isfinite(summary["final_loss"]) and summary["export_dir"] is None
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    assert csv.csv_file.closed  # the user's callbacks were ended
+    # Without a callback that stops, a non-finite loss is an error (tested above).
+
+
 def test_a_run_starts_by_saying_what_it_will_do(tmp_path, mirrored_strategy, capsys):
     c = tiny_config(**{"schedule.total_steps": 2, "schedule.warmup_steps": 1})
     trainer = train.Trainer(c, str(tmp_path), strategy=mirrored_strategy)
@@ -544,3 +577,22 @@ def test_a_failed_run_closes_its_metrics_log(tmp_path, monkeypatch):
     assert len(loggers) == 2 and all(logger.closed for logger in loggers)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
+
+
+def test_trains_from_a_tf_data_dataset_of_images(tmp_path):
+    """The Python API takes a user's tf.data.Dataset: its size sets the epoch, its labels the
+    online probe's classes."""
+    images, labels = data_lib.make_synthetic(48, 16, 3, seed=0)
+    c = tiny_config(**{"eval.online_probe": True})
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(10)
+    trainer = train.Trainer(c, str(tmp_path), source=ds)
+    assert trainer.source.num_examples == 48 and trainer.steps["steps_per_epoch"] == 3
+    assert trainer.probe is not None and trainer.probe.head.units == 3
+    before = numpy_weights(trainer.online.encoder.trainable_variables)
+    summary = trainer.fit()
+    assert summary["steps"] == 4 and np.isfinite(summary["final_loss"])
+    after = numpy_weights(trainer.online.encoder.trainable_variables)
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    unlabelled = tf.data.Dataset.from_tensor_slices(images)
+    with pytest.raises(ValueError, match="online_probe=True.*needs labels.*'dataset'"):
+        train.Trainer(c, str(tmp_path / "unlabelled"), source=unlabelled)
