@@ -95,6 +95,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.base_width = 64  # Channels of the first stage at 1x; the standard ResNet is 64.
     c.model.stem = "imagenet"  # or "cifar"
     c.model.norm = "batch"  # one of ENCODER_NORMS
+    # With norm "batch": BatchNorm statistics over all replicas when there are several, as in
+    # the reference (its ImageNet runs); False keeps each replica's own. "sync_batch" always
+    # synchronises, even with one replica.
+    c.model.sync_batchnorm = True
     c.model.bn_momentum = 0.9
     c.model.bn_epsilon = 1e-5
     c.model.gn_groups = 32

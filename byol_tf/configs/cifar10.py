@@ -11,9 +11,8 @@ after 1000 epochs in their model zoo):
   0 / 0.2; CIFAR-10 statistics for the input normalisation.
 
 What differs from solo-learn: the LARS trust-ratio denominator is DeepMind's |g + wd w| (solo-
-learn's is |g| + wd |w|; docs/recipe.md), and solo-learn trains in float16 with BatchNorm
-synchronised over its GPUs (here: float32, and synchronised BatchNorm only with
-model.norm=sync_batch). The ImageNet recipe of the paper is configs/imagenet.py.
+learn's is |g| + wd |w|; docs/recipe.md), and solo-learn trains in float16 (here: float32).
+BatchNorm is synchronised over the replicas when there are several, as in solo-learn. The ImageNet recipe of the paper is configs/imagenet.py.
 
   # TFDS (prepared elsewhere, copied here):
   python tools/train.py --config=configs/cifar10.py --workdir=workdirs/cifar10 \

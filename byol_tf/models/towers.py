@@ -50,8 +50,14 @@ class TargetNetwork(keras.Model):
 
 
 def _synchronized(config: ml_collections.ConfigDict) -> bool:
-    # Synchronised BatchNorm is one switch for the whole network: encoder and MLP heads.
-    return config.model.norm == "sync_batch"
+    """Whether BatchNorm is synchronised, one switch for the whole network (encoder and heads):
+    always with "sync_batch"; with "batch", when `model.sync_batchnorm` and the strategy in
+    scope has several replicas (outside a scope, TF's default strategy has one)."""
+    m = config.model
+    if m.norm == "sync_batch":
+        return True
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return m.norm == "batch" and m.get("sync_batchnorm", True) and replicas > 1
 
 
 def build_backbone(config: ml_collections.ConfigDict) -> ResNet:
@@ -68,7 +74,9 @@ def build_backbone(config: ml_collections.ConfigDict) -> ResNet:
         base_width=m.base_width,
         stem=m.stem,
         # bn_free_init trains a norm-free ResNet; the Trainer initialises its affine layers.
-        norm="affine" if m.norm == "bn_free_init" else m.norm,
+        norm="affine"
+        if m.norm == "bn_free_init"
+        else ("sync_batch" if _synchronized(config) else m.norm),
         bn_momentum=m.bn_momentum,
         bn_epsilon=m.bn_epsilon,
         gn_groups=m.gn_groups,

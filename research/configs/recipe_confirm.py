@@ -37,6 +37,18 @@ VARIANTS = {
         },
         label="paper LARS + predictor lr x10, undecayed, constant tau 0.99",
     ),
+    # The second proxy round's best (research/configs/recipe_proxy.py: p10c_b128).
+    "predictor10_tau_constant_b128": Variant(
+        {
+            **BUDGET,
+            **PREVIOUS_SHORT_RECIPE,
+            "optimizer.predictor_lr_multiplier": 10.0,
+            "optimizer.predictor_lr_decay": False,
+            "ema.tau_schedule": "constant",
+            "data.global_batch_size": 128,
+        },
+        label="the same at batch 128 (twice the steps, lr x 128/256)",
+    ),
 }
 
 get_config = suite_config(__file__, VARIANTS, base_file=_CIFAR10_CPU)
