@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from byol_tf.models.encoder import Encoder
 from byol_tf.models.heads import MLPHead
@@ -53,11 +54,29 @@ def _synchronized(config: ml_collections.ConfigDict) -> bool:
     """Whether BatchNorm is synchronised, one switch for the whole network (encoder and heads):
     always with "sync_batch"; with "batch", when `model.sync_batchnorm` and the strategy in
     scope has several replicas (outside a scope, TF's default strategy has one)."""
-    m = config.model
+    m, replicas = config.model, tf.distribute.get_strategy().num_replicas_in_sync
+    # model.remat re-runs each block in a nested function of the backward pass, where a
+    # cross-replica all-reduce cannot run (tf.distribute's merge_call).
+    remat_apart = m.get("remat", False) and replicas > 1
     if m.norm == "sync_batch":
+        if remat_apart:
+            raise ValueError(
+                "model.norm='sync_batch' with model.remat on several replicas: the "
+                "recomputation cannot synchronise BatchNorm. Use model.norm='batch' with "
+                "model.sync_batchnorm=false, or model.remat=false."
+            )
         return True
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return m.norm == "batch" and m.get("sync_batchnorm", True) and replicas > 1
+    if m.norm != "batch" or not m.get("sync_batchnorm", True) or replicas == 1:
+        return False
+    if remat_apart:
+        logging.warning(
+            "model.remat on %d replicas: BatchNorm keeps per-replica statistics (the "
+            "recomputation cannot synchronise them). Set model.sync_batchnorm=false to say so, "
+            "or model.remat=false to synchronise.",
+            replicas,
+        )
+        return False
+    return True
 
 
 def build_backbone(config: ml_collections.ConfigDict) -> ResNet:

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from byol_tf.models.bn_stats import batchnorm_layers
 from byol_tf.models.remat import recompute, recomputing
 from byol_tf.models.resnet import ResNet
-from tests.training.test_train import assert_same_training, fit_both_ways
+from byol_tf.training import trainer as train
+from tests.training.test_train import assert_same_training, fit_both_ways, tiny_config
 
 
 def _twins(norm: str):
@@ -128,13 +130,33 @@ def test_recompute_gives_the_plain_gradients_and_runs_side_effects_once():
     ["default", "mirrored", "bfloat16", "xla"],
 )
 def test_trainer_with_remat_matches_plain_training(tmp_path, setting, request, caplog):
-    overrides = {"bfloat16": {"train.precision": "bfloat16"}, "xla": {"train.jit_compile": True}}
+    overrides = {
+        "bfloat16": {"train.precision": "bfloat16"},
+        "xla": {"train.jit_compile": True},
+        # Remat on several replicas keeps per-replica BatchNorm statistics (next test): the
+        # plain run without it does the same here, for a like-for-like comparison.
+        "mirrored": {"model.sync_batchnorm": False},
+    }
     strategy = request.getfixturevalue("mirrored_strategy") if setting == "mirrored" else None
     results = fit_both_ways(tmp_path, "model.remat", 2, strategy, **overrides.get(setting, {}))
     # Under XLA the recomputation saves nothing on CPU (measured), and the user is told.
     assert ("compiled the recomputation away" in caplog.text) == (setting == "xla")
     # bfloat16 rounds differently when XLA or the recomputation orders the ops differently.
     assert_same_training(results, rtol=2e-2 if setting == "bfloat16" else 1e-4)
+
+
+def test_remat_on_several_replicas_keeps_per_replica_batchnorm(tmp_path, mirrored_strategy, caplog):
+    """The recomputation runs in a nested function, where no cross-replica all-reduce can run:
+    the default falls back to per-replica statistics and says so; asking for synchronised
+    BatchNorm explicitly is an error that names the ways out."""
+    c = tiny_config(**{"model.remat": True, "schedule.total_steps": 1})
+    trainer = train.Trainer(c, str(tmp_path / "auto"), strategy=mirrored_strategy)
+    assert not any(layer.synchronized for layer in batchnorm_layers(trainer.online))
+    assert "BatchNorm keeps per-replica statistics" in caplog.text
+    assert trainer.fit()["steps"] == 1
+    c.model.norm = "sync_batch"
+    with pytest.raises(ValueError, match="recomputation cannot synchronise.*sync_batchnorm=false"):
+        train.Trainer(c, str(tmp_path / "sync"), strategy=mirrored_strategy)
 
 
 def test_remat_lowers_the_tensor_memory_peak_of_a_training_pass():
