@@ -76,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
     # workers (tools/data_service.py starts them); empty runs the input pipeline locally.
     c.data.service_address = ""
     c.data.service_timeout_seconds = 30.0  # A dispatcher that does not answer in time is an error.
+    # Empty (--config.data.mean='()' --config.data.std='()'): computed from the first 4,096
+    # training images at the start of the run (data.channel_statistics) and saved in config.json.
     c.data.mean = (0.485, 0.456, 0.406)
     c.data.std = (0.229, 0.224, 0.225)
     c.data.synthetic = ml_collections.ConfigDict(
@@ -275,6 +277,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.global_batch_size < 1:
         raise ValueError(f"data.global_batch_size={config.data.global_batch_size} must be >= 1.")
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    if (mean or std) and not (len(mean) == len(std) == 3 and min(std) > 0):
+        raise ValueError(
+            f"data.mean={mean} and data.std={std} should be three values each (RGB, std > 0), "
+            "or both () to compute them from the training images."
+        )
     if config.train.fp16_initial_loss_scale <= 0:
         raise ValueError(
             f"train.fp16_initial_loss_scale={config.train.fp16_initial_loss_scale} must be > 0."

@@ -18,7 +18,9 @@ views. Edit for your data and budget:
 
   --config.schedule.epochs=30                       the budget (the schedules follow it)
   --config.data.mean='(0.5,0.5,0.5)' --config.data.std='(0.25,0.25,0.25)'
-                                                    your images' statistics (ImageNet's here)
+                                                    your images' statistics (ImageNet's here),
+  --config.data.mean='()' --config.data.std='()'    or computed from the first 4,096 images
+                                                    at the start (saved in config.json)
   --config.eval.knn_train=folder:/data/labelled/train --config.eval.knn_test=folder:/data/labelled/val \
   --config.eval.knn_every_epochs=5                  watch kNN on a labelled pair as it trains
   --config.optimizer.predictor_lr_multiplier=10 --config.optimizer.predictor_lr_decay=false \

@@ -32,17 +32,38 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _remote(path: str) -> bool:
+    """A path on another TensorFlow file system (gs://, ram://, ...): listed through tf.io.gfile."""
+    return "://" in path
+
+
+def _entries(directory: str) -> list[tuple[str, str, bool]]:
+    """(name, path, is a directory) of what `directory` holds, sorted by name."""
+    if not _remote(directory):
+        with os.scandir(directory) as entries:
+            return sorted((e.name, e.path, e.is_dir()) for e in entries)
+    out = []
+    for name in tf.io.gfile.listdir(directory):
+        name = name.rstrip("/")
+        path = directory.rstrip("/") + "/" + name
+        out.append((name, path, tf.io.gfile.isdir(path)))
+    return sorted(out)
+
+
+def _size(path: str) -> int:
+    return os.stat(path).st_size if not _remote(path) else tf.io.gfile.stat(path).length
+
+
 def _scan_images(directory: str) -> list[tuple[str, int]]:
     """(path, size in bytes) of every image file under `directory`, sorted by path."""
     found = []
     stack = [directory]
     while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir() and not entry.name.startswith("."):
-                    stack.append(entry.path)
-                elif _is_image(entry.name) and entry.is_file():
-                    found.append((entry.path, entry.stat().st_size))
+        for name, path, is_dir in _entries(stack.pop()):
+            if is_dir and not name.startswith("."):
+                stack.append(path)
+            elif not is_dir and _is_image(name):
+                found.append((path, _size(path)))
     return sorted(found)
 
 
@@ -52,11 +73,10 @@ def _list_folder(path: str) -> tuple[list[tuple[str, int]], list[int], list[str]
     Every visible subfolder is a class, even one without images, so that a train and a test
     folder with the same subfolders agree on the class ids.
     """
-    with os.scandir(path) as entries:
-        entries = sorted(entries, key=lambda e: e.name)
-    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
-    root_images = [(e.path, e.stat().st_size) for e in entries if _is_image(e.name) and e.is_file()]
-    per_class = [_scan_images(d.path) for d in class_dirs]
+    entries = _entries(path)
+    class_dirs = [(name, p) for name, p, is_dir in entries if is_dir and not name.startswith(".")]
+    root_images = [(p, _size(p)) for name, p, is_dir in entries if not is_dir and _is_image(name)]
+    per_class = [_scan_images(p) for _, p in class_dirs]
     if any(per_class):
         if root_images:
             logging.warning(
@@ -66,7 +86,7 @@ def _list_folder(path: str) -> tuple[list[tuple[str, int]], list[int], list[str]
             )
         files = [f for class_files in per_class for f in class_files]
         labels = [label for label, class_files in enumerate(per_class) for _ in class_files]
-        return files, labels, [d.name for d in class_dirs]
+        return files, labels, [name for name, _ in class_dirs]
     return root_images, [-1] * len(root_images), None
 
 
@@ -95,10 +115,10 @@ def _prescan(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def open_folder(spec: str, path: str, config: ml_collections.ConfigDict) -> Source:
     if not path:
         raise ValueError(f"Data source {spec!r} names no folder: use 'folder:<path>'.")
-    path = os.path.expanduser(path)
-    if not os.path.exists(path):
+    path = path if _remote(path) else os.path.expanduser(path)
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Image folder {path!r} (from {spec!r}) does not exist.")
-    if not os.path.isdir(path):
+    if not tf.io.gfile.isdir(path):
         raise NotADirectoryError(f"Data source {spec!r}: {path!r} is a file, not a folder.")
     listed, labels, class_names = _list_folder(path)
     if not listed:

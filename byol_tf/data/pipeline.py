@@ -308,3 +308,24 @@ def eval_dataset(
         prepare, num_parallel_calls=autotune(config.data.num_parallel_calls), deterministic=True
     )
     return ds.batch(batch_size).prefetch(autotune(config.data.prefetch))
+
+
+def channel_statistics(
+    source: Source, config: ml_collections.ConfigDict, max_examples: int = 4096
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Per-channel (mean, std) of `source`'s images in [0, 1], as the test-time view shows them.
+
+    Over the first `max_examples` examples in index order (all, when fewer), each centre-cropped
+    and resized as `eval_dataset` does; summed in float64, so the same source gives the same
+    values on every call and every machine. What `data.mean = data.std = ()` computes.
+    """
+    count = min(max_examples, source.num_examples)
+    sums, squares, pixels = np.zeros(3), np.zeros(3), 0
+    for batch in eval_dataset(source, config, 256, indices=np.arange(count)):
+        images = batch["image"].numpy().astype(np.float64).reshape(-1, 3)
+        sums += images.sum(axis=0)
+        squares += np.square(images).sum(axis=0)
+        pixels += images.shape[0]
+    mean = sums / pixels
+    std = np.sqrt(np.maximum(squares / pixels - np.square(mean), 0.0))
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)

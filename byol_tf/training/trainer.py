@@ -132,6 +132,18 @@ class Trainer:
                 "model.remat under train.jit_compile: XLA schedules the step itself, and on CPU "
                 "it compiled the recomputation away (no memory saved; docs/performance.md)."
             )
+        if isinstance(source, tf.data.Dataset):
+            source = data_lib.from_dataset(source, config)
+        self.source = source or data_lib.load_source(config.data.train, config)
+        if not config.data.mean:
+            # Computed before the workdir check: a resumed run computes the same values again.
+            config.data.mean, config.data.std = data_lib.channel_statistics(self.source, config)
+            logging.info(
+                "Input statistics of %s: mean %s, std %s.",
+                self.source.spec,
+                config.data.mean,
+                config.data.std,
+            )
         # Every worker checks, so that all of them stop on a mismatch (not only the chief).
         accepted = workdir_lib.check_config(workdir, config, overwrite)
         self.config = config
@@ -140,9 +152,6 @@ class Trainer:
         self.strategy = strategy or distribute.make_strategy(config)
         distribute.check_global_batch(config.data.global_batch_size, self.strategy)
         self.is_chief = distribute.is_chief(self.strategy)
-        if isinstance(source, tf.data.Dataset):
-            source = data_lib.from_dataset(source, config)
-        self.source = source or data_lib.load_source(config.data.train, config)
         self.steps = config_lib.derive_steps(config, self.source.num_examples)
         self.user_encoder = encoder
         # Checked before anything is built: an unlabelled source cannot train the probe.

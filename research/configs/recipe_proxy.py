@@ -90,6 +90,16 @@ VARIANTS = {
         "paper_predictor10_tau_constant at batch 64 (four times the steps, lr x 64/256)",
         **{**_P10C, "data.global_batch_size": 64, "schedule.warmup_steps": 140},
     ),
+    "p10c_b128_crop02": _proxy(
+        "p10c_b128 with crops of 20-100% of the image (not 8-100%) on both views",
+        **{
+            **_P10C,
+            "data.global_batch_size": 128,
+            "schedule.warmup_steps": 70,
+            "augment.view1.crop_area": (0.2, 1.0),
+            "augment.view2.crop_area": (0.2, 1.0),
+        },
+    ),
     # Since a higher encoder rate hurt (paper_short): a lower one, the predictor's unchanged.
     "paper_predictor10_lr05": _proxy(
         "paper LARS at base lr 0.5, predictor at the rate of paper_predictor10 (x20), undecayed",

@@ -119,6 +119,24 @@ def test_folder_skips_bad_files_and_reads_gray_and_rgba_as_rgb(image_tree, caplo
             np.testing.assert_array_equal(ex[key], cached_ex[key])
 
 
+def test_folder_on_a_tensorflow_filesystem_reads_as_on_local_disk(image_tree):
+    """`folder:ram://...` stands in for `folder:gs://...`: listed and read through tf.io.gfile."""
+    root = image_tree[0]
+    remote = f"ram://byol_images_{os.getpid()}"
+    for directory, _, files in os.walk(root):
+        target = remote + directory[len(str(root)) :]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), f"{target}/{name}", overwrite=True)
+    local = data.load_source(f"folder:{root}", tiny_config())
+    source = data.load_source(f"folder:{remote}", tiny_config())
+    assert (source.num_examples, source.skipped, source.class_names) == (5, 2, ["ants", "bees"])
+    assert source.example_ids == local.example_ids
+    for ex, want in zip(source.ordered_examples(), local.ordered_examples(), strict=True):
+        np.testing.assert_array_equal(ex["image"].numpy(), want["image"].numpy())
+        assert int(ex["label"]) == int(want["label"])
+
+
 def test_folder_without_subfolders_is_unlabelled(tmp_path):
     for i in range(3):
         _write(tmp_path / f"{i}.png", tf.io.encode_png(_pixels((4, 4, 3), i)).numpy())
@@ -514,3 +532,31 @@ def test_one_labelled_source_check_names_the_source_what_needs_it_and_the_fix(tm
     ):
         data.require_labels(source, "kNN evaluation", "test")
     assert data.require_labels(types.SimpleNamespace(num_classes=4, spec="x"), "anything") == 4
+
+
+# --- Input statistics ----------------------------------------------------------------------------
+
+
+def test_channel_statistics_are_the_numpy_mean_and_std_of_the_images():
+    c = tiny_config(**{"data.image_size": 12})  # the synthetic images' own size: no resizing
+    source = data.load_source("synthetic:train", c)
+    pixels = np.stack([ex["image"].numpy() for ex in source.ordered_examples()]) / 255.0
+    mean, std = data.channel_statistics(source, c)
+    assert pixels.shape[1:] == (12, 12, 3)
+    np.testing.assert_allclose(mean, pixels.reshape(-1, 3).mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(std, pixels.reshape(-1, 3).std(axis=0), atol=1e-5)
+    # The first n examples only, when asked.
+    first, _ = data.channel_statistics(source, c, max_examples=10)
+    np.testing.assert_allclose(first, pixels[:10].reshape(-1, 3).mean(axis=0), atol=1e-5)
+    assert data.channel_statistics(source, c) == (mean, std)  # the same on every call
+
+
+@pytest.mark.parametrize(
+    "mean, std", [((), (0.2, 0.2, 0.2)), ((0.5, 0.5), (0.2, 0.2)), ((0.5,) * 3, (0.2, 0.0, 0.2))]
+)
+def test_input_statistics_are_three_values_each_or_both_empty(mean, std):
+    from byol_tf.config import validate
+
+    c = tiny_config(**{"data.mean": mean, "data.std": std})
+    with pytest.raises(ValueError, match=r"data.mean=.*three values each.*both \(\)"):
+        validate(c)

@@ -632,3 +632,20 @@ def test_trains_from_a_tf_data_dataset_of_images(tmp_path):
     unlabelled = tf.data.Dataset.from_tensor_slices(images)
     with pytest.raises(ValueError, match="online_probe=True.*needs labels.*'dataset'"):
         train.Trainer(c, str(tmp_path / "unlabelled"), source=unlabelled)
+
+
+def test_empty_input_statistics_are_computed_saved_and_recomputed_on_resume(tmp_path):
+    c = tiny_config(**{"data.mean": (), "data.std": (), "schedule.total_steps": 4})
+    trainer = train.Trainer(c, str(tmp_path))
+    want = data_lib.channel_statistics(trainer.source, c)
+    assert (tuple(c.data.mean), tuple(c.data.std)) == want
+    assert (
+        trainer.online.encoder.mean,
+        trainer.online.encoder.std,
+    ) == want  # what it normalises with
+    trainer.fit(stop_at_step=2)
+    saved = json.loads((tmp_path / "config.json").read_text())["data"]
+    assert (tuple(saved["mean"]), tuple(saved["std"])) == want
+    # The same command again: computes the same values, so the workdir's config matches.
+    again = tiny_config(**{"data.mean": (), "data.std": (), "schedule.total_steps": 4})
+    assert train.Trainer(again, str(tmp_path)).fit()["steps"] == 4
