@@ -132,6 +132,11 @@ class Trainer:
                 "model.remat under train.jit_compile: XLA schedules the step itself, and on CPU "
                 "it compiled the recomputation away (no memory saved; docs/performance.md)."
             )
+        _set_process_state(config)
+        # Before any other TensorFlow op: multi_worker configures collectives at startup.
+        self.strategy = strategy or distribute.make_strategy(config)
+        distribute.check_global_batch(config.data.global_batch_size, self.strategy)
+        self.is_chief = distribute.is_chief(self.strategy)
         if isinstance(source, tf.data.Dataset):
             source = data_lib.from_dataset(source, config)
         self.source = source or data_lib.load_source(config.data.train, config)
@@ -148,10 +153,6 @@ class Trainer:
         accepted = workdir_lib.check_config(workdir, config, overwrite)
         self.config = config
         self.workdir = workdir
-        _set_process_state(config)
-        self.strategy = strategy or distribute.make_strategy(config)
-        distribute.check_global_batch(config.data.global_batch_size, self.strategy)
-        self.is_chief = distribute.is_chief(self.strategy)
         self.steps = config_lib.derive_steps(config, self.source.num_examples)
         self.user_encoder = encoder
         # Checked before anything is built: an unlabelled source cannot train the probe.
