@@ -112,8 +112,13 @@ def from_dataset(
             f"Dataset {name!r} is infinite (a `repeat()`?): byol-tf needs the examples of one "
             "epoch, and repeats them itself."
         )
-    pairs = dataset.map(_split(layout), num_parallel_calls=tf.data.AUTOTUNE)
-    pairs = pairs.map(lambda image, label: (image, tf.cast(label, tf.int64)))
+    split = _split(layout)
+
+    def pair(*element):
+        image, label = split(*element)
+        return image, tf.cast(label, tf.int64)
+
+    pairs = dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
     size, labels = int(dataset.cardinality()), None
     if size < 0 or (label_spec is not None and num_classes is None):
         labels = np.concatenate(
