@@ -154,7 +154,9 @@ def memory_at_peak(trace_path: str, top: int = 15) -> dict:
     in time order gives the tensors alive at the maximum, each with the op that made it and the
     step part that op belongs to (a forward op's tensor alive at the peak is an activation kept
     for the backward pass). Tensors made before the trace began (weights, optimizer state) are
-    in `held_from_before_mb` only. Sizes are what the allocator handed out, rounding included.
+    in `held_from_before_mb` only. Tensors count at the size they asked for; what TF's BFC
+    allocator added by handing out a larger free chunk unsplit (up to twice the request, more
+    after fragmentation, as on TF's Eigen path) is `padding_mb`, part of `peak_mb`.
     With oneDNN, TF's CPU allocator serves small tensors (under about 256 KB) from a separate
     pool that the trace does not show: a tiny model's step may leave no events at all.
     """
@@ -164,6 +166,7 @@ def memory_at_peak(trace_path: str, top: int = 15) -> dict:
             "allocator": None,
             "peak_mb": 0.0,
             "held_from_before_mb": 0.0,
+            "padding_mb": 0.0,
             "by_part": [],
             "largest": [],
             "note": "no allocator events: every tensor was below the traced size",
@@ -188,14 +191,15 @@ def memory_at_peak(trace_path: str, top: int = 15) -> dict:
     shapes = {}
     for stats in at_peak.values():
         op = stats.get("tf_op") or "(unnamed)"
-        by_part[part_of(op)] += stats["allocation_bytes"]
-        by_op[op] += stats["allocation_bytes"]
+        by_part[part_of(op)] += stats["requested_bytes"]
+        by_op[op] += stats["requested_bytes"]
         shapes[op] = stats.get("shape", "")
-    made_in_trace = sum(by_part.values())
+    made_in_trace = sum(stats["allocation_bytes"] for stats in at_peak.values())
     return {
         "allocator": allocator,
         "peak_mb": peak / mb,
         "held_from_before_mb": (peak - made_in_trace) / mb,
+        "padding_mb": (made_in_trace - sum(by_part.values())) / mb,
         "by_part": [{"name": k, "mb": v / mb} for k, v in by_part.most_common()],
         "largest": [{"op": k, "shape": shapes[k], "mb": v / mb} for k, v in by_op.most_common(top)],
     }

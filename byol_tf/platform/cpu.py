@@ -100,6 +100,56 @@ def vector_isa(flags: set[str] | None = None) -> str:
     return "unknown"
 
 
+# ONEDNN_MAX_CPU_ISA values (oneDNN 3.7) and the level of _ISA_LEVELS they allow at most.
+_ISA_CAPS = {
+    "SSE41": "sse4.2",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "AVX2_VNNI": "avx_vnni",
+    "AVX2_VNNI_2": "avx_vnni",
+    "AVX512_CORE": "avx512",
+    "AVX512_CORE_VNNI": "avx512_vnni",
+    "AVX512_CORE_BF16": "avx512_bf16",
+}
+# Levels whose oneDNN f32 kernels block channels by 8 (AVX-512's block by 16).
+AVX2_CLASS = ("avx_vnni", "avx2", "avx")
+
+
+def onednn_isa(environ=os.environ, flags: set[str] | None = None) -> str:
+    """The vector ISA oneDNN's kernels use: the CPU's, lowered by ONEDNN_MAX_CPU_ISA if set."""
+    own = vector_isa(flags)
+    cap = _ISA_CAPS.get(environ.get(ISA_VAR, "").strip().upper())
+    order = [name for name, _ in _ISA_LEVELS]
+    if cap is None or own not in order:
+        return own
+    return order[max(order.index(own), order.index(cap))]
+
+
+def onednn_faulty_convolutions(model, isa: str, onednn_on: bool | None) -> list[str]:
+    """Paths of `model`'s built Conv2D layers whose kernel gradient oneDNN gets wrong here.
+
+    oneDNN 3.7 (TensorFlow 2.21) computes the kernel gradient of a 1x1 convolution with stride
+    2 and fewer than 8 input channels wrongly with its AVX2 kernels (`jit_1x1:avx2`,
+    backward_weights): errors as large as the values, different from call to call, and at
+    times a corrupted heap. Measured under ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU against
+    NumPy (3 and 4 input channels wrong; 8, 12, 16 and more right; stride 1 right); the AVX-512
+    kernels and TF's Eigen kernels are right. A ResNet has such a layer in its projection
+    shortcuts only below base width 8.
+    """
+    if not onednn_on or isa not in AVX2_CLASS:
+        return []
+    import keras  # here: this module is imported before TensorFlow (default_onednn_on)
+
+    found = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        kernel = getattr(layer, "kernel", None)
+        if not isinstance(layer, keras.layers.Conv2D) or kernel is None:
+            continue
+        if tuple(layer.kernel_size) == (1, 1) and max(layer.strides) > 1 and kernel.shape[-2] < 8:
+            found.append(kernel.path.rsplit("/", 1)[0])
+    return found
+
+
 def _cpuinfo_field(name: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:

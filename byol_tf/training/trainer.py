@@ -84,6 +84,19 @@ def _set_process_state(config: ml_collections.ConfigDict) -> None:
     keras.mixed_precision.set_global_policy(_POLICIES[config.train.precision])
 
 
+def _warn_of_faulty_kernels(online: keras.Model) -> None:
+    """Names the layers whose gradient this CPU's oneDNN kernels are known to get wrong."""
+    faulty = cpu.onednn_faulty_convolutions(online, cpu.onednn_isa(), cpu.onednn_enabled())
+    if faulty:
+        logging.warning(
+            "oneDNN's AVX2 kernels compute the kernel gradient of a 1x1 strided convolution "
+            "with fewer than 8 input channels wrongly (docs/performance.md); %s are such "
+            "layers. Widen them (model.base_width >= 8) or run TF's Eigen kernels "
+            "(TF_ENABLE_ONEDNN_OPTS=0).",
+            ", ".join(faulty),
+        )
+
+
 @dataclasses.dataclass
 class _Progress:
     """Where one call of `Trainer.fit` has got to, and what it measured on the way."""
@@ -187,6 +200,7 @@ class Trainer:
                 if num_classes is not None
                 else None
             )
+        _warn_of_faulty_kernels(self.online)
         self.checkpointer = self._build_checkpointer()
         # The NT-Xent baseline has no target: the tower exists (checkpoints and tools keep one
         # layout) but is never run, and the EMA is off.

@@ -186,9 +186,13 @@ def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
     assert memory["held_from_before_mb"] > 0  # the weights and optimizer state, made earlier
     # At the peak the online forward's activations wait for the backward pass; the target's
-    # were freed when its forward ended.
-    assert made["online forward"] == max(made.values())
-    assert made.get("target forward", 0.0) < made["online forward"]
+    # were freed when its forward ended. The backward's own tensors depend on the kernels:
+    # TF's Eigen convolution gradients hold an im2col workspace (60 MB here, 4x the
+    # activations), oneDNN's do not; so the online forward leads every other part.
+    others = [mb for name, mb in made.items() if name not in ("online forward", "backward")]
+    assert made["online forward"] > 10 * max(others, default=0.0)
+    assert made["online forward"] > 5  # the activations of one view, not a stray tensor
+    assert memory["padding_mb"] >= 0
 
 
 def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
@@ -211,13 +215,15 @@ def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
     trace = step_profile.profile_calls(lambda: held_then_freed(seed).numpy(), 1)
     memory = step_profile.memory_at_peak(trace)
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
-    assert made["online forward"] == pytest.approx(4.0, abs=0.5)
-    assert sum(made.values()) == pytest.approx(8.0, abs=1.0)
+    # At the size the tensors asked for, whatever chunk the allocator handed out.
+    assert made["online forward"] == pytest.approx(4.0, abs=0.01)
+    assert sum(made.values()) == pytest.approx(8.0, abs=0.01)
     # The 1 MB block was freed before the peak; only its scalar sum (one allocation of at most
     # 256 bytes) may still be alive.
     assert made.get("target forward", 0.0) < 0.01
     ops = {row["op"]: row["mb"] for row in memory["largest"]}
-    assert any("online/" in op and mb == pytest.approx(4.0, abs=0.5) for op, mb in ops.items())
+    assert any("online/" in op and mb == pytest.approx(4.0, abs=0.01) for op, mb in ops.items())
+    assert memory["peak_mb"] >= memory["held_from_before_mb"] + 8.0 + memory["padding_mb"] - 0.01
 
 
 def test_conv_layers_times_every_convolution_shape_once(tmp_path):

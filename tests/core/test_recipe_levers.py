@@ -273,7 +273,8 @@ def test_a_config_written_before_the_levers_loads_with_the_old_behaviour(tmp_pat
             assert config[group][field] == old_behaviour, f"{group}.{field}"
     config_lib.validate(config)
     steps = config_lib.derive_steps(config, 45_000)
-    assert steps["warmup_steps"] == 175  # warmup_epochs = 1 at 175 steps per epoch, as before
+    # warmup_epochs = 1: one epoch of steps, as before the levers.
+    assert steps["warmup_steps"] == 45_000 // config.data.global_batch_size
     assert schedules.build_predictor_lr_schedule(config, steps) is None
     # Resuming such a workdir with today's config of the same run is not a mismatch.
     today = load_config(os.path.join(REPO, "configs", "cifar10_cpu.py"))

@@ -16,6 +16,7 @@ from byol_tf import data
 from byol_tf.core.update import StepSpec
 from byol_tf.training import trainer as train
 from byol_tf.training.step import replica_function
+from tests.helpers.cpu_class import needs_bfloat16_kernels
 from tests.helpers.multiworker_job import job_config
 
 HOST_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "Print", "PrintV2", "OutfeedEnqueue"}
@@ -29,7 +30,9 @@ def all_op_types(concrete) -> set[str]:
     return types
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    "precision", ["float32", pytest.param("bfloat16", marks=needs_bfloat16_kernels)]
+)
 def test_the_per_replica_step_compiles_with_xla(tmp_path, precision):
     c = job_config(
         **{

@@ -28,7 +28,7 @@ def _config(norm: str = "batch"):
     c = config_lib.base_config()
     c.data.image_size = 16
     c.data.mean, c.data.std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    c.model.update(encoder="resnet18", base_width=4, stem="cifar", norm=norm)
+    c.model.update(encoder="resnet18", base_width=8, stem="cifar", norm=norm)
     return c
 
 
@@ -114,7 +114,7 @@ def test_gamma0_zero_blocks_start_as_identity_residuals(bn_encoder):
     # The residual branches are live again once gamma moves off zero (the check can fail).
     block = bn_free.backbone.blocks[1]
     lasts[1].gamma.assign(tf.ones_like(lasts[1].gamma))
-    x = tf.constant(rng.normal(size=(2, 4, 4, 4)), tf.float32)
+    x = tf.constant(rng.normal(size=(2, 4, 4, block.convs[0].kernel.shape[2])), tf.float32)
     assert not np.allclose(block(x).numpy(), tf.nn.relu(x).numpy(), atol=1e-3)
 
 

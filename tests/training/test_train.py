@@ -18,6 +18,7 @@ from byol_tf.models.export import load_encoder
 from byol_tf.training import trainer as train
 from byol_tf.training.export import export_from_workdir
 from tests import REPO
+from tests.helpers.cpu_class import needs_bfloat16_kernels
 
 
 def tiny_config(**overrides):
@@ -464,7 +465,7 @@ def test_mirrored_with_sync_bn_matches_single_device(tmp_path, mirrored_strategy
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"train.precision": "bfloat16"},
+        pytest.param({"train.precision": "bfloat16"}, marks=needs_bfloat16_kernels),
         # A small start, so the two steps are not both skipped as overflows.
         {"train.precision": "float16", "train.fp16_initial_loss_scale": 256.0},
         {"train.jit_compile": True},
