@@ -166,6 +166,8 @@ def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
     c.model.base_width = 8
     c.data.image_size = c.data.synthetic.image_size = 32
     c.data.global_batch_size = 32
+    # A 64 x 2048 projector kernel (512 KB), also above the traced size: held before the step.
+    c.model.projector.hidden_dim = 2048
     memory = benchmark.in_memory_source(c, 2 * c.data.global_batch_size)
     timing = benchmark.Timing(warmup=1, windows=1, calls=2)
     result = benchmark.bench_profile(c, memory, str(tmp_path), timing)
@@ -184,13 +186,14 @@ def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
     assert any("Conv2D" in k for k in kernels)
     memory = result["memory_at_peak"]
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
-    assert memory["held_from_before_mb"] > 0  # the weights and optimizer state, made earlier
+    # Made before the trace: at least the online projector kernel (0.5 MB).
+    assert memory["held_from_before_mb"] >= 0.5, memory
     # At the peak the online forward's activations wait for the backward pass; the target's
     # were freed when its forward ended. The backward's own tensors depend on the kernels:
     # TF's Eigen convolution gradients hold an im2col workspace (60 MB here, 4x the
     # activations), oneDNN's do not; so the online forward leads every other part.
     others = [mb for name, mb in made.items() if name not in ("online forward", "backward")]
-    assert made["online forward"] > 10 * max(others, default=0.0)
+    assert made["online forward"] > 10 * max(others, default=0.0), memory
     assert made["online forward"] > 5  # the activations of one view, not a stray tensor
     assert memory["padding_mb"] >= 0
 
