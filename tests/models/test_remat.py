@@ -163,33 +163,40 @@ def test_remat_on_several_replicas_keeps_per_replica_batchnorm(tmp_path, mirrore
         train.Trainer(c, str(tmp_path / "sync"), strategy=mirrored_strategy)
 
 
-def training_pass_peaks(batch: int) -> dict[str, int]:
-    """Bytes TF's allocator holds at most during one training pass, without and with remat."""
-    peaks = {}
-    for remat in (False, True):
-        model = ResNet(depth=18, base_width=8, stem="cifar", remat=remat)
-        images = tf.random.stateless_normal([batch, 32, 32, 3], seed=[5, 6])
-        model(images[:2], training=False)
-        upstream = tf.ones([batch, model.feature_dim])
-        run = tf.function(_train_pass)
-        run(model, images, upstream)  # trace and warm up outside the measurement
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        held = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        run(model, images, upstream)
-        peaks["remat" if remat else "plain"] = (
-            tf.config.experimental.get_memory_info("CPU:0")["peak"] - held
-        )
-    return peaks
+def training_pass_peak(remat: bool, batch: int) -> int:
+    """Bytes TF's allocator holds at most during one training pass of a ResNet-18."""
+    model = ResNet(depth=18, base_width=8, stem="cifar", remat=remat)
+    images = tf.random.stateless_normal([batch, 32, 32, 3], seed=[5, 6])
+    model(images[:2], training=False)
+    upstream = tf.ones([batch, model.feature_dim])
+    run = tf.function(_train_pass)
+    run(model, images, upstream)  # trace and warm up outside the measurement
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    held = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    run(model, images, upstream)
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - held
 
 
 def test_remat_lowers_the_tensor_memory_peak_of_a_training_pass():
     """What the allocator actually holds, not only what the graph says: Grappler merged the
-    recomputation back into the forward ops when both sat in one graph. Measured in a process
-    of its own with one inter-op thread, where the op order, and so the peak, is fixed."""
-    peaks = isolated.run("tests.models.test_remat", "training_pass_peaks", batch=128)
+    recomputation back into the forward ops when both sat in one graph.
+
+    Each measurement runs in a process of its own with one inter-op thread. The op order TF's
+    executor settles on in a process follows timing (tests/training/test_step.py), so each
+    pass is compared by its highest peak: remat over two processes, plain over up to three.
+    """
+
+    def peak(remat: bool) -> int:
+        return isolated.run("tests.models.test_remat", "training_pass_peak", remat=remat, batch=128)
+
+    with_remat, plain = max(peak(True) for _ in range(2)), 0
+    for _ in range(3):
+        plain = max(plain, peak(False))
+        if with_remat < 0.75 * plain:
+            break
     # Without remat a block keeps ~4 feature maps, with it one. Measured at batch 128 on a
     # 2-core AMD EPYC: 0.54 of the peak with oneDNN's kernels, 0.55 with TF's Eigen kernels
     # (TF_ENABLE_ONEDNN_OPTS=0, whose convolution gradients add an im2col workspace to both;
     # 0.79 at batch 64). A recomputation Grappler merged back into the forward pass (the
     # function inlined) gives 1.06 with oneDNN's kernels.
-    assert peaks["remat"] < 0.75 * peaks["plain"], peaks
+    assert with_remat < 0.75 * plain, (with_remat, plain)

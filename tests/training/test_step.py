@@ -82,36 +82,50 @@ def test_per_view_backward_sums_sparse_gradients_of_a_user_encoder(tmp_path):
         np.testing.assert_allclose(per_view, joint, rtol=1e-5, atol=1e-6)
 
 
-def step_tensor_peaks(workdir: str) -> dict[str, int]:
-    """Bytes TF's allocator holds at most during one step, joint and per-view backward."""
-    peaks = {}
-    for per_view in (False, True):
-        c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
-        c.model.base_width = 8
-        c.data.image_size = c.data.synthetic.image_size = 32
-        c.data.global_batch_size = 64
-        c.train.backprop_per_view = per_view
-        source = benchmark.in_memory_source(c, c.data.global_batch_size)
-        name = "per_view" if per_view else "joint"
-        _, _, call, _ = benchmark._fixed_batch_step(c, source, os.path.join(workdir, name))
-        call()  # trace and warm up outside the measurement
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        held = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        call()
-        peaks[name] = tf.config.experimental.get_memory_info("CPU:0")["peak"] - held
-    return peaks
+def step_tensor_peak(per_view: bool, workdir: str) -> int:
+    """Bytes TF's allocator holds at most during one step, per-view or joint backward."""
+    c = config_lib.load_config(os.path.join(REPO, "configs", "benchmark.py") + ":local")
+    c.model.base_width = 8
+    c.data.image_size = c.data.synthetic.image_size = 32
+    c.data.global_batch_size = 64
+    c.train.backprop_per_view = per_view
+    source = benchmark.in_memory_source(c, c.data.global_batch_size)
+    _, _, call, _ = benchmark._fixed_batch_step(c, source, workdir)
+    call()  # trace and warm up outside the measurement
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    held = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    call()
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - held
 
 
 def test_per_view_backward_lowers_the_tensor_peak_of_a_step(tmp_path):
     """What the allocator holds: the executor must not run view 2's forward beside view 1's
-    backward, or both views' activations are alive at once and nothing is saved. Measured in
-    a process of its own with one inter-op thread, where the op order is fixed."""
-    peaks = isolated.run("tests.training.test_step", "step_tensor_peaks", workdir=str(tmp_path))
+    backward, or both views' activations are alive at once and nothing is saved.
+
+    Each measurement runs in a process of its own with one inter-op thread. The joint step's
+    peak still depends on the order TF's executor settles on in that process, which follows
+    timing: 80 MB in some processes and 45 MB in others, the same in every call of one
+    process. The per-view step without its wait behaves alike (77.5 MB or less). So each is
+    measured in several processes and compared by its highest peak: the per-view step in
+    three, the joint one in up to three.
+    """
+
+    def peak(per_view: bool, attempt: int) -> int:
+        workdir = str(tmp_path / f"{'per_view' if per_view else 'joint'}{attempt}")
+        return isolated.run(
+            "tests.training.test_step", "step_tensor_peak", per_view=per_view, workdir=workdir
+        )
+
+    per_view, joint = max(peak(True, attempt) for attempt in range(3)), 0
+    for attempt in range(3):
+        joint = max(joint, peak(False, attempt))
+        if per_view < 0.85 * joint:
+            break
     # Each view's activations are held alone. Measured at batch 64 on a 2-core AMD EPYC:
-    # 0.55-0.57 of the joint peak with oneDNN's kernels, 0.74-0.76 with TF's Eigen kernels
-    # (TF_ENABLE_ONEDNN_OPTS=0), whose convolution gradients add an im2col workspace to both.
-    # Without the wait for the previous view's gradients: 1.02 and 0.96.
-    assert peaks["per_view"] < 0.85 * peaks["joint"], peaks
+    # 38-48 MB against 78-84 (0.49-0.57) with oneDNN's kernels, 0.74-0.76 of the joint peak
+    # with TF's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0), whose convolution gradients add an
+    # im2col workspace to both. Without the wait for the previous view's gradients, 77.5 MB.
+    assert per_view < 0.85 * joint, (per_view, joint)
 
 
 def test_compiling_the_train_function_reads_no_batch_and_changes_no_variable(tmp_path):
