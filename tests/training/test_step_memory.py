@@ -14,17 +14,14 @@ import tensorflow as tf
 
 from byol_tf.core import lars as optimizers
 from byol_tf.training.callbacks import TargetEMA
+from tests.helpers import isolated
 
 MB = 2**20
 
 
 def _peak_above_start(fn, *args) -> float:
     """MB TF's allocator held at most during `fn(*args)`, above what it held before."""
-    fn(*args)  # trace and warm up outside the measurement
-    start = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    fn(*args)
-    return (tf.config.experimental.get_memory_info("CPU:0")["peak"] - start) / MB
+    return isolated.tensor_peak(lambda: fn(*args)) / MB
 
 
 def _mean_of_transient(seed: tf.Tensor) -> tf.Tensor:
