@@ -166,8 +166,6 @@ def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
     c.model.base_width = 8
     c.data.image_size = c.data.synthetic.image_size = 32
     c.data.global_batch_size = 32
-    # A 64 x 2048 projector kernel (512 KB), also above the traced size: held before the step.
-    c.model.projector.hidden_dim = 2048
     memory = benchmark.in_memory_source(c, 2 * c.data.global_batch_size)
     timing = benchmark.Timing(warmup=1, windows=1, calls=2)
     result = benchmark.bench_profile(c, memory, str(tmp_path), timing)
@@ -186,8 +184,6 @@ def test_profile_splits_the_step_into_its_parts_and_kernels(tmp_path):
     assert any("Conv2D" in k for k in kernels)
     memory = result["memory_at_peak"]
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
-    # Made before the trace: at least the online projector kernel (0.5 MB).
-    assert memory["held_from_before_mb"] >= 0.5, memory
     # At the peak the online forward's activations wait for the backward pass; the target's
     # were freed when its forward ended. The backward's own tensors depend on the kernels:
     # TF's Eigen convolution gradients hold an im2col workspace (60 MB here, 4x the
@@ -215,6 +211,8 @@ def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
 
     seed = tf.constant([1, 2])
     held_then_freed(seed)
+    # 2 MB made before the trace and alive through it, as a model's weights are.
+    weights = tf.random.stateless_uniform([512, 1024], seed + 2)
     trace = step_profile.profile_calls(lambda: held_then_freed(seed).numpy(), 1)
     memory = step_profile.memory_at_peak(trace)
     made = {row["name"]: row["mb"] for row in memory["by_part"]}
@@ -226,7 +224,10 @@ def test_memory_at_peak_finds_the_tensors_alive_at_the_peak():
     assert made.get("target forward", 0.0) < 0.01
     ops = {row["op"]: row["mb"] for row in memory["largest"]}
     assert any("online/" in op and mb == pytest.approx(4.0, abs=0.01) for op, mb in ops.items())
+    # Which tensors TF itself keeps between calls depends on the kernels; ours are at least there.
+    assert memory["held_from_before_mb"] >= 2.0 - 0.01, memory
     assert memory["peak_mb"] >= memory["held_from_before_mb"] + 8.0 + memory["padding_mb"] - 0.01
+    del weights
 
 
 def test_conv_layers_times_every_convolution_shape_once(tmp_path):

@@ -5,6 +5,10 @@ TF's executor runs an op as soon as its inputs exist. A LARS term that needs no 
 the step starts and held through the whole backward pass, the step's peak. These tests build
 a 32 MB transient that the update has to wait for and check, with TF's own allocator
 accounting, that adding the update does not raise the peak above the transient's.
+
+Each test measures both passes in fresh processes with one inter-op thread
+(tests/helpers/isolated.py) and compares their highest peaks: in a worker that earlier tests
+used, the executor's op order, and with it the peak, varied by a few MB.
 """
 
 import types
@@ -31,7 +35,8 @@ def _mean_of_transient(seed: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.random.stateless_uniform([8, 1024, 1024], seed), axis=0)
 
 
-def test_lars_reads_the_weights_only_once_the_gradient_exists():
+def lars_peaks() -> tuple[float, float]:
+    """MB above the start for the gradients alone, then for the gradients and LARS's update."""
     variables = [tf.Variable(tf.ones([1024, 512])), tf.Variable(tf.ones([1024, 512]))]
     optimizer = optimizers.LARS(0.1, momentum=0.9, weight_decay_rate=1e-4)
     optimizer.build(variables)
@@ -49,14 +54,24 @@ def test_lars_reads_the_weights_only_once_the_gradient_exists():
         optimizer.apply(gradients(seed), variables)
 
     seed = tf.constant([1, 2])
-    base = _peak_above_start(gradients_only, seed)
-    with_update = _peak_above_start(update, seed)
+    return _peak_above_start(gradients_only, seed), _peak_above_start(update, seed)
+
+
+def _highest_pair(function: str) -> tuple[float, float]:
+    pairs = [isolated.run("tests.training.test_step_memory", function) for _ in range(2)]
+    return max(p[0] for p in pairs), max(p[1] for p in pairs)
+
+
+def test_lars_reads_the_weights_only_once_the_gradient_exists():
+    base, with_update = _highest_pair("lars_peaks")
     assert base > 30  # the transient is there: the measurement sees it
     # Early weight-decay and momentum terms would add 8 MB (two of each 4 MB of weights).
     assert with_update < base + 3, (base, with_update)
 
 
-def test_ema_reads_the_target_only_after_the_online_update():
+def ema_peaks() -> tuple[float, float]:
+    """MB above the start for the online update alone, then followed by the EMA's."""
+
     def tower(width: int) -> keras.Model:
         layer = keras.layers.Dense(1024, use_bias=False)
         layer.build((None, width))
@@ -82,8 +97,11 @@ def test_ema_reads_the_target_only_after_the_online_update():
         ema.update(tf.constant(0, tf.int64))
 
     seed = tf.constant([3, 4])
-    base = _peak_above_start(without_ema, seed)
-    peak = _peak_above_start(with_ema, seed)
+    return _peak_above_start(without_ema, seed), _peak_above_start(with_ema, seed)
+
+
+def test_ema_reads_the_target_only_after_the_online_update():
+    base, peak = _highest_pair("ema_peaks")
     assert base > 30
     # An early tau * xi would hold 6 MB (the two target kernels) beside the transient.
     assert peak < base + 3, (base, peak)
