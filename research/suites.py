@@ -36,6 +36,13 @@ SUITES = (
 RECIPE_SUITES = ("recipe_proxy", "recipe_confirm", "default_recipe")
 LOCAL = "local"
 
+
+def library_config(name: str) -> str:
+    """The path of `configs/<name>.py`, the library's own configs that suites build on."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repo, "configs", f"{name}.py")
+
+
 # The recipe levers at the values configs/cifar10_cpu.py and configs/default.py had before the
 # recipe search: the paper's LARS, tau from 0.99 on the cosine schedule, the paper's blur. The
 # recipe suites write them out, so that a row stays the same run whatever those configs become.

@@ -12,15 +12,9 @@ statistics estimated on training views) by at least 25 kNN points on every seed.
 What was tried, kept and why: docs/recipe.md.
 """
 
-import os
+from research.suites import PREVIOUS_SHORT_RECIPE, Variant, library_config, suite_config
 
-from research.suites import PREVIOUS_SHORT_RECIPE, Variant, suite_config
-
-_DEFAULT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "configs",
-    "default.py",
-)
+_DEFAULT = library_config("default")
 # The budget, on the recipe configs/default.py had before the search.
 BUDGET = {
     "schedule.epochs": 12,

@@ -41,7 +41,7 @@ from research.suites import Variant, head_norms, suite_config
 
 # No variable path is empty, so this pattern selects nothing: LARS nowhere.
 NOWHERE = r"^$"
-_GN_NO_BN = {"model.norm": "group_ws", **head_norms("none", "none")}
+_GN_NO_BN = {"model.norm": "group_ws", "model.gn_groups": 8, **head_norms("none", "none")}
 
 # Plain momentum SGD outside the scope: lr 1.0 x 0.05 = 0.05 at batch 256 (see above).
 UNSCOPED_LR_SCALE = 0.05

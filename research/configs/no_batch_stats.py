@@ -26,7 +26,7 @@ statistics, but 5-6 points below BatchNorm. Table and discussion: docs/experimen
 
 from research.suites import Variant, head_norms, suite_config
 
-_GN = {"model.norm": "group_ws"}
+_GN = {"model.norm": "group_ws", "model.gn_groups": 8}
 
 VARIANTS = {
     "gn_ln": Variant({**_GN, **head_norms("layer", "layer")}, label="GN+WS encoder, LN / LN heads"),

@@ -11,15 +11,9 @@ recipe. What was tried, kept and why: docs/recipe.md.
       --data_train=folder:/data/cifar10/train --data_test=folder:/data/cifar10/val
 """
 
-import os
+from research.suites import PREVIOUS_SHORT_RECIPE, Variant, library_config, suite_config
 
-from research.suites import PREVIOUS_SHORT_RECIPE, Variant, suite_config
-
-_CIFAR10_CPU = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "configs",
-    "cifar10_cpu.py",
-)
+_CIFAR10_CPU = library_config("cifar10_cpu")
 BUDGET = {"schedule.epochs": 5, "schedule.warmup_epochs": 1, "schedule.warmup_steps": -1}
 
 VARIANTS = {

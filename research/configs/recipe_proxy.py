@@ -16,15 +16,9 @@ The levers (byol_tf/config.py):
   predictor                its own learning rate: a multiple of the schedule's, held after warm-up
 """
 
-import os
+from research.suites import PREVIOUS_SHORT_RECIPE, Variant, library_config, suite_config
 
-from research.suites import PREVIOUS_SHORT_RECIPE, Variant, suite_config
-
-_CIFAR10_CPU = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "configs",
-    "cifar10_cpu.py",
-)
+_CIFAR10_CPU = library_config("cifar10_cpu")
 # The proxy budget, on the recipe cifar10_cpu.py had before the search.
 PROXY = {"schedule.epochs": 1, "schedule.warmup_steps": 35, **PREVIOUS_SHORT_RECIPE}
 # solo-learn's CIFAR BYOL optimizer and views (scripts/pretrain/cifar/byol.yaml there).

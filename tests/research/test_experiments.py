@@ -489,7 +489,7 @@ def _recipe_variants() -> list[tuple[str, str]]:
 
 def _recipe_base(suite: str) -> str:
     text = open(os.path.join(CONFIGS, f"{suite}.py")).read()
-    base = "default.py" if '"default.py"' in text else "cifar10_cpu.py"
+    base = "default.py" if 'library_config("default")' in text else "cifar10_cpu.py"
     return os.path.join(REPO, "configs", base)
 
 
