@@ -197,6 +197,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.export = ml_collections.ConfigDict()
     c.export.every_epochs = 0  # 0: only at the end of training.
+    # False: no export when training ends (the checkpoint still holds every weight;
+    # tools/export_encoder.py exports from it later).
+    c.export.at_end = True
 
     c.eval = ml_collections.ConfigDict()
     # A labelled pair for the end-of-run kNN check; empty strings disable it.

@@ -65,7 +65,7 @@ class TargetEMA(keras.callbacks.Callback):
 
 
 class EncoderExport(keras.callbacks.Callback):
-    """Exports the online encoder every `every_epochs` epochs and at the end of training.
+    """Exports the online encoder every `every_epochs` epochs and, with `at_end`, when training ends.
 
     With `discard` (non-chief workers) each export goes to a fresh temporary directory that is
     deleted at once: the worker takes part in the save without keeping a copy.
@@ -79,6 +79,7 @@ class EncoderExport(keras.callbacks.Callback):
         every_epochs: int,
         enabled: bool = True,
         discard: bool = False,
+        at_end: bool = True,
     ):
         super().__init__()
         self.encoder = encoder
@@ -87,6 +88,7 @@ class EncoderExport(keras.callbacks.Callback):
         self.every_epochs = every_epochs
         self.enabled = enabled
         self.discard = discard
+        self.at_end = at_end
         self.last_export: str | None = None
 
     def _export(self, name: str) -> None:
@@ -105,7 +107,7 @@ class EncoderExport(keras.callbacks.Callback):
             self._export(f"encoder_epoch{epoch + 1:04d}")
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.enabled:
+        if self.enabled and self.at_end:
             self._export("encoder")
 
 

@@ -222,6 +222,7 @@ class Trainer:
             config.data.image_size,
             config.export.every_epochs,
             discard=not self.is_chief,
+            at_end=config.export.at_end,
         )
         self._train_fn = None
         if self.is_chief:

@@ -40,7 +40,9 @@ def test_file_calls_behave_alike_on_a_local_disk_and_on_a_tensorflow_filesystem(
 
 def test_a_run_writes_and_resumes_its_workdir_on_a_tensorflow_filesystem():
     workdir = _ram("run")
-    c = tiny_config(**{"schedule.total_steps": 2, "train.log_every_steps": 1})
+    c = tiny_config(
+        **{"schedule.total_steps": 2, "train.log_every_steps": 1, "export.at_end": True}
+    )
     summary = train.train_and_evaluate(c, workdir)
     assert summary["steps"] == 2
     for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/checkpoint"):

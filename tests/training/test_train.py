@@ -32,6 +32,8 @@ def tiny_config(**overrides):
     c.eval.knn_train = ""
     c.eval.knn_test = ""
     c.checkpoint.every_steps = 1000
+    # A SavedModel export takes about 6 s of a tiny run's 20: only the tests of exports ask for it.
+    c.export.at_end = False
     for key, value in overrides.items():
         node = c
         *parents, leaf = key.split(".")
@@ -216,7 +218,7 @@ def test_nt_xent_mirrored_matches_single_device(tmp_path, mirrored_strategy):
 
 
 def test_end_to_end_writes_checkpoint_export_and_summary(tmp_path):
-    c = tiny_config(**{"export.every_epochs": 1})
+    c = tiny_config(**{"export.every_epochs": 1, "export.at_end": True})
     c.eval.knn_train = "synthetic:train"
     c.eval.knn_test = "synthetic:test"
     c.data.synthetic.num_test = 32
@@ -301,7 +303,7 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
 
 
 def test_sigterm_saves_checkpoint_and_stops(tmp_path):
-    c = tiny_config(**{"schedule.total_steps": 8})
+    c = tiny_config(**{"schedule.total_steps": 8, "export.at_end": True})
     trainer = train.Trainer(c, str(tmp_path))
 
     class SendSigterm(keras.callbacks.Callback):
@@ -319,7 +321,7 @@ def test_sigterm_saves_checkpoint_and_stops(tmp_path):
 
 def test_callbacks_get_the_model_and_can_stop_training_as_in_keras_fit(tmp_path):
     """Keras's EarlyStopping protocol: set_model and set_params first, then stop_training."""
-    c = tiny_config(**{"schedule.total_steps": 8})
+    c = tiny_config(**{"schedule.total_steps": 8, "export.at_end": True})
     trainer = train.Trainer(c, str(tmp_path))
 
     class StopAtThree(keras.callbacks.Callback):
@@ -354,7 +356,8 @@ def test_keras_early_stopping_and_csv_logger_work_as_in_model_fit(tmp_path):
     csv = keras.callbacks.CSVLogger(str(csv_path))
     summary = train.Trainer(c, str(tmp_path / "run")).fit(callbacks=[stopper, csv])
     assert summary["stopped_early"] and summary["steps"] == 8 and stopper.stopped_epoch == 1
-    assert summary["export_dir"] is not None
+    assert summary["export_dir"] is None  # export.at_end=False: stopped or not, no export
+    assert not (tmp_path / "run" / "export").exists()
     rows = csv_path.read_text().splitlines()
     assert rows[0].split(",")[:2] == ["epoch", "collapse_std"] and len(rows) == 3
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
@@ -362,7 +365,9 @@ def test_keras_early_stopping_and_csv_logger_work_as_in_model_fit(tmp_path):
 
 
 def test_keras_terminate_on_nan_stops_without_saving_or_exporting(tmp_path):
-    c = tiny_config(**{"schedule.total_steps": 20, "checkpoint.every_steps": 1})
+    c = tiny_config(
+        **{"schedule.total_steps": 20, "checkpoint.every_steps": 1, "export.at_end": True}
+    )
     trainer = train.Trainer(c, str(tmp_path))
     trainer.fit(stop_at_step=2)
     w = trainer.online.predictor.trainable_variables[0]
