@@ -1,4 +1,4 @@
-"""The mechanism experiments (issue 7) as configs: variants of one budget config.
+"""The mechanism experiments as configs: variants of one budget config.
 
 A suite is one file in `research/configs/`. It defines `VARIANTS`, an ordered
 name -> `Variant`, and `get_config = suite_config(__file__, VARIANTS)`: the shared budget of
@@ -20,7 +20,7 @@ import ml_collections
 
 from byol_tf.config import load_config
 
-# The order of issue 7 (and of docs/experiments.md); `--suite=all` runs them in this order.
+# The order of docs/experiments.md; `--suite=all` runs them in this order.
 SUITES = (
     "fixed_target",
     "mlp_norm",

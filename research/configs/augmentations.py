@@ -4,7 +4,7 @@ The full set T / T'; no colour (crop + flip + blur: no jitter, grayscale or sola
 crop + flip; crop only. Applied to both views. The paper finds BYOL much less sensitive than
 SimCLR to removing colour distortion, and both lose most with crops alone.
 
-  python research/run_experiments.py --suite=augmentations --output=docs/experiments.md \
+  python research/run_experiments.py --suite=augmentations --seeds=0,1 --output=docs/experiments.md \
       --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
 
 One variant by hand (the names are the keys of VARIANTS; `:no_colour,local` is the tiny
@@ -16,7 +16,8 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+Result at the previous budget (batch 256, the paper's recipe; docs/experiments.md), on a 2-core
+AMD EPYC, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
 val folder after 5 epochs, one seed): full 35.5%, crop + flip + blur 32.9%, crop + flip 33.7%,
 crop only 33.9%; random encoder about 26% (32.1% with placeholder BatchNorm statistics);
 collapse_std at the end 0.790, 0.843, 0.834, 0.835. Removing colour costs 2.6 points; the

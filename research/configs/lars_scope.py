@@ -8,15 +8,15 @@ and norm parameters stay excluded as always. Then their learning-rate observatio
 + WS encoder with no BatchNorm anywhere (no-norm heads), base lr 0.5 against 0.1.
 
 Outside the scope a kernel takes plain momentum-SGD steps, without the trust ratio that
-shrinks a LARS step by about 1e-3 x |w| / |g|. At the budget's LARS learning rate (1.0 at batch
-256) such steps would be orders of magnitude larger than any kernel takes under LARS, and those
+shrinks a LARS step by about 1e-3 x |w| / |g|. At the budget's LARS learning rate (base 1.0 x
+batch / 256) such steps would be orders of magnitude larger than any kernel takes under LARS, and those
 rows would diverge for that reason alone. So `optimizer.unscoped_lr_scale=0.05` gives the
 kernels outside the scope lr 0.05 x batch / 256, the usual plain-SGD rate for siamese
 self-supervised learning at batch 256 (SimSiam's base lr, Chen & He 2021); biases and norm
 parameters keep the LARS learning rate in every row, as in the paper, so that only the scope
 changes between rows.
 
-  python research/run_experiments.py --suite=lars_scope --output=docs/experiments.md \
+  python research/run_experiments.py --suite=lars_scope --seeds=0,1 --output=docs/experiments.md \
       --data_train=folder:/work/data/cifar10/train --data_test=folder:/work/data/cifar10/val
 
 One variant by hand (the names are the keys of VARIANTS; `:mlps,local` is the tiny
@@ -28,7 +28,8 @@ version the tests run):
       --config.eval.knn_train=folder:/work/data/cifar10/train \
       --config.eval.knn_test=folder:/work/data/cifar10/val
 
-Result (reference machine, 2 CPU cores, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
+Result at the previous budget (batch 256, the paper's recipe; docs/experiments.md), on a 2-core
+AMD EPYC, commit de3c05d, 2026-12-05; kNN top-1 on the CIFAR-10
 val folder after 5 epochs, one seed): LARS everywhere 35.5%, stages 1-2 only 36.8%, MLP heads
 only 34.1%, nowhere (momentum SGD) 35.3%; random encoder 25.9% (32.1% with placeholder
 BatchNorm statistics); GN+WS with no BatchNorm anywhere 30.4% at base lr 0.5 and 27.9% at base
@@ -43,7 +44,7 @@ from research.suites import Variant, head_norms, suite_config
 NOWHERE = r"^$"
 _GN_NO_BN = {"model.norm": "group_ws", "model.gn_groups": 8, **head_norms("none", "none")}
 
-# Plain momentum SGD outside the scope: lr 1.0 x 0.05 = 0.05 at batch 256 (see above).
+# Plain momentum SGD outside the scope: base lr 1.0 x 0.05, x batch / 256 (see above).
 UNSCOPED_LR_SCALE = 0.05
 
 
