@@ -136,12 +136,12 @@ def test_docstrings_and_document_hold_the_commands():
     for suite in experiments.SUITES:
         text = open(os.path.join(CONFIGS, f"{suite}.py")).read()
         docstring = text.split('"""')[1]
-        assert f"--suite={suite} --output=docs/experiments.md" in docstring
+        assert f"--suite={suite} --seeds=0,1 --output=docs/experiments.md" in docstring
         variant = docstring.split(f"research/configs/{suite}.py:")[1].split()[0]
         assert variant in experiments.load_suite(CONFIGS, suite), (suite, variant)
         begin, end = runner.markers(suite)
         assert doc.index(begin) < doc.index(end)
-        assert f"--suite={suite} --output=docs/experiments.md" in doc
+        assert f"--suite={suite} --seeds=0,1 --output=docs/experiments.md" in doc
         # The docstring's result is the table's: every measured kNN top-1 appears in it.
         result = docstring.split("Result", 1)[1]
         assert "docs/experiments.md" in result, suite
